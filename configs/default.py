@@ -1,0 +1,51 @@
+"""Default: the recommended CNN for MNIST.
+
+Command:
+  python main.py --workdir=runs/default
+
+Measured (see README): TO BE FILLED.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The recommended configuration."""
+  config = ml_collections.ConfigDict()
+  # Data. Offline: manual_dir holds the four official .gz files.
+  config.dataset = 'mnist'
+  config.data_dir = config_dict.placeholder(str)
+  config.manual_dir = config_dict.placeholder(str)
+
+  # Model.
+  config.model = 'cnn'
+  config.conv_features = (32, 64)
+  config.convs_per_block = 1
+  config.dense_features = 128
+  config.batch_norm = True
+  config.hidden_features = (512, 512)  # MLP only.
+  config.dropout_rate = 0.25
+  config.compute_dtype = 'float32'
+
+  # Optimization.
+  config.optimizer = 'adam'
+  config.learning_rate = 3e-3
+  config.schedule = 'onecycle'
+  config.warmup_epochs = 1.0  # cosine only; onecycle warms up for 30% of training.
+  config.momentum = 0.9  # sgd only.
+  config.weight_decay = 0.0
+  config.label_smoothing = 0.0
+  config.batch_size = 128
+  config.num_epochs = 8
+  # Steps per epoch; None: the whole training set (the last partial batch is
+  # dropped, a different one each epoch since the order is reshuffled).
+  config.train_steps_per_epoch = config_dict.placeholder(int)
+  config.seed = 0
+
+  # Evaluation, logging and checkpoints.
+  config.eval_batch_size = 1000
+  config.log_every_steps = 100
+  config.checkpoint_every_epochs = 1
+  config.keep_checkpoints = 3
+  return config

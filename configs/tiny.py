@@ -1,0 +1,22 @@
+"""Tiny: a few-second run for tests and smoke checks, not for accuracy.
+
+Command:
+  python main.py --workdir=/tmp/tiny --config=configs/tiny.py \
+      --config.manual_dir=../shared/datasets/mnist
+
+Measured (see README): TO BE FILLED.
+"""
+
+from configs import default
+
+
+def get_config():
+  """A small CNN trained on a slice of an epoch."""
+  config = default.get_config()
+  config.conv_features = (8, 16)
+  config.dense_features = 32
+  config.batch_size = 64
+  config.num_epochs = 2
+  config.train_steps_per_epoch = 50
+  config.log_every_steps = 25
+  return config

@@ -1,0 +1,1 @@
+"""mnist_jax: handwritten-digit recognition in JAX and Flax NNX."""

@@ -1,0 +1,58 @@
+"""Checks a config before any work starts, and reads the one a run saved."""
+
+import json
+import os
+
+import ml_collections
+
+from mnist_jax.errors import UserError
+
+OPTIMIZERS = ('adam', 'adamw', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'onecycle')
+DTYPES = ('float32', 'bfloat16')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises UserError naming the first bad value, with what would be valid."""
+  from mnist_jax import input_pipeline, models  # pylint: disable=g-import-not-at-top
+  choices = {'dataset': tuple(input_pipeline.CLASS_NAMES), 'model': models.MODELS,
+             'optimizer': OPTIMIZERS, 'schedule': SCHEDULES,
+             'compute_dtype': DTYPES}
+  for key, allowed in choices.items():
+    if config[key] not in allowed:
+      raise UserError(f'--config.{key}={config[key]!r} is not supported; '
+                      f'choose one of {", ".join(allowed)}.')
+  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate',
+              'checkpoint_every_epochs', 'keep_checkpoints', 'log_every_steps')
+  for key in positive:
+    if not config[key] > 0:
+      raise UserError(f'--config.{key} must be positive, got {config[key]!r}.')
+  for key in ('dropout_rate', 'label_smoothing'):
+    if not 0 <= config[key] < 1:
+      raise UserError(f'--config.{key} must be in [0, 1), got {config[key]!r}.')
+  if config.weight_decay < 0 or config.warmup_epochs < 0:
+    raise UserError('--config.weight_decay and --config.warmup_epochs must not be negative.')
+  if config.warmup_epochs >= config.num_epochs and config.schedule == 'cosine':
+    raise UserError(f'--config.warmup_epochs={config.warmup_epochs} leaves no epochs '
+                    f'for the cosine decay (num_epochs={config.num_epochs}).')
+  if config.batch_size > 60_000:
+    raise UserError(f'--config.batch_size={config.batch_size} is larger than the '
+                    'training set (60,000 images).')
+
+
+def load_saved(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training run saved in `workdir/config.json`."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise UserError(f'{path} does not exist: --workdir must name the folder of a '
+                    'training run (python main.py --workdir=DIR trains one).')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def save(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the resolved config as `workdir/config.json` (atomically)."""
+  path = os.path.join(workdir, 'config.json')
+  with open(path + '.tmp', 'w') as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  os.replace(path + '.tmp', path)

@@ -1,0 +1,285 @@
+"""Training and exact evaluation: jit-compiled steps over data kept on the device.
+
+The whole training set lives on the device as uint8; every step cuts its batch
+from it with the epoch's permutation, so no step waits for the host. Every
+random number derives from `config.seed`: parameter init, the permutation of
+each epoch (from the epoch number) and dropout (from the step number), which is
+what makes a resumed run end exactly where an uninterrupted one would.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from mnist_jax import checkpoints, config_lib, input_pipeline, models
+from mnist_jax.errors import UserError
+
+NUM_TRAIN_IMAGES = 60_000
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step changes; checkpointed as one pytree."""
+  step: jax.Array
+  params: Any  # nnx.State of nnx.Param.
+  model_state: Any  # nnx.State of everything else (batch-norm statistics).
+  opt_state: Any
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A one-axis mesh over every device: data parallelism."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def seed_keys(seed: int):
+  """The three independent streams every run derives from its seed."""
+  init, data, dropout = jax.random.split(jax.random.key(seed), 3)
+  return init, data, dropout
+
+
+def steps_per_epoch(config, num_train: int = NUM_TRAIN_IMAGES) -> int:
+  full = num_train // config.batch_size
+  return min(full, config.train_steps_per_epoch) if config.train_steps_per_epoch else full
+
+
+def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+  """The optax optimizer and learning-rate schedule the config names."""
+  lr = config.learning_rate
+  if config.schedule == 'constant':
+    schedule = optax.constant_schedule(lr)
+  elif config.schedule == 'cosine':
+    warmup = int(config.warmup_epochs * total_steps / config.num_epochs)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps)
+  else:  # onecycle
+    schedule = optax.cosine_onecycle_schedule(total_steps, lr)
+  if config.optimizer == 'adam':
+    return optax.adam(schedule)
+  if config.optimizer == 'adamw':
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                     optax.sgd(schedule, momentum=config.momentum, nesterov=True))
+
+
+def init_state(config, tx, mesh):
+  """A fresh, replicated TrainState, and the model's graph definition."""
+  init_key, _, _ = seed_keys(config.seed)
+  model = models.create_model(config, seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
+  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     model_state=model_state, opt_state=tx.init(params))
+  return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def loss_and_correct(logits, labels, label_smoothing=0.0):
+  """Per-example cross-entropy (optionally smoothed) and 0/1 correctness."""
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, models.NUM_CLASSES), label_smoothing)
+  loss = optax.softmax_cross_entropy(logits, targets)
+  return loss, (jnp.argmax(logits, -1) == labels)
+
+
+def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
+  """The jitted train step: (state, sums, images, labels, perm) -> (state, sums).
+
+  `sums` accumulates (loss, correct, count) over an epoch on the device. A
+  NaN/inf loss makes the loss sum non-finite, which the host checks whenever it
+  reads the sums.
+  """
+  _, _, dropout_key = seed_keys(config.seed)
+  batch_sharding = NamedSharding(mesh, P('data'))
+  bs = config.batch_size
+
+  def step_fn(state, sums, images, labels, perm):
+    idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
+    x = jax.lax.with_sharding_constraint(
+        input_pipeline.normalize(images[idx], dataset), batch_sharding)
+    y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)
+    key = jax.random.fold_in(dropout_key, state.step)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, state.model_state, copy=True)
+      logits = model(x, train=True, key=key)
+      loss, correct = loss_and_correct(logits, y, config.label_smoothing)
+      return loss.mean(), (loss, correct, nnx.state(model, nnx.Not(nnx.Param)))
+
+    grads, (loss, correct, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = state.replace(step=state.step + 1,
+                          params=optax.apply_updates(state.params, updates),
+                          model_state=model_state, opt_state=opt_state)
+    sums = (sums[0] + loss.sum(), sums[1] + correct.sum(), sums[2] + bs)
+    return state, sums
+
+  return jax.jit(step_fn, donate_argnums=(0, 1))
+
+
+def make_permutation(config):
+  """Jitted: epoch -> the training order of that epoch."""
+  _, data_key, _ = seed_keys(config.seed)
+  return jax.jit(lambda epoch, n: jax.random.permutation(
+      jax.random.fold_in(data_key, epoch), n), static_argnums=1)
+
+
+class Evaluator:
+  """Exact evaluation: the last batch is padded and masked, never dropped."""
+
+  def __init__(self, graphdef, split: input_pipeline.Split, dataset: str,
+               batch_size: int, mesh):
+    n = len(split)
+    batch_size = -(-batch_size // mesh.size) * mesh.size  # Divisible by devices.
+    num_batches = -(-n // batch_size)
+    pad = num_batches * batch_size - n
+    images = np.concatenate([split.images, np.zeros((pad, *split.images.shape[1:]), np.uint8)])
+    self.num_examples = n
+    self.labels = jax.device_put(split.labels, NamedSharding(mesh, P()))
+    self.batches = jax.device_put(images.reshape(num_batches, batch_size, *images.shape[1:]),
+                                  NamedSharding(mesh, P(None, 'data')))
+
+    @jax.jit
+    def logits_fn(params, model_state, batches):
+      model = nnx.merge(graphdef, params, model_state, copy=True)
+      logits = jax.lax.map(lambda b: model(input_pipeline.normalize(b, dataset)), batches)
+      return logits.reshape(-1, models.NUM_CLASSES)[:n]
+
+    self._logits_fn = logits_fn
+
+  def logits(self, params, model_state) -> jax.Array:
+    """Logits for every example, in order: [N, 10]."""
+    return self._logits_fn(params, model_state, self.batches)
+
+  def metrics(self, params, model_state) -> dict[str, float]:
+    """Test loss and accuracy over all examples."""
+    loss, correct = loss_and_correct(self.logits(params, model_state), self.labels)
+    return {'test_loss': float(loss.mean()), 'test_accuracy': float(correct.mean())}
+
+
+def prepare_workdir(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'Cannot write to --workdir={workdir}: {e.strerror}. '
+                    'Choose a folder you can write to.') from e
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+  """Drops metric lines written after the checkpoint a run resumes from."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)['step'] <= last_step]
+  with open(path, 'w') as f:
+    f.writelines(lines)
+
+
+def _check_finite(loss_sum: float, step: int, epoch: int, ckpt: checkpoints.Manager):
+  if not np.isfinite(loss_sum):
+    last = ckpt.latest_step()
+    kept = (f'The last good checkpoint (step {last}) in {ckpt.directory} is kept.'
+            if last is not None else 'No checkpoint had been written yet.')
+    raise UserError(f'Training diverged: the loss became {loss_sum} in epoch {epoch} '
+                    f'(by step {step}). {kept} Try a lower --config.learning_rate.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       start_time: float | None = None) -> dict[str, float]:
+  """Trains, evaluates every epoch, checkpoints; resumes from `workdir`.
+
+  Returns the last evaluation's metrics.
+  """
+  start_time = time.time() if start_time is None else start_time
+  config_lib.validate(config)
+  prepare_workdir(workdir)
+  mesh = make_mesh()
+  if config.batch_size % mesh.size:
+    raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
+                    f'{mesh.size} devices; use a multiple of {mesh.size}.')
+
+  data = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir)
+  train, test = data['train'], data['test']
+  steps = steps_per_epoch(config, len(train))
+  total_steps = steps * config.num_epochs
+  tx = create_optimizer(config, total_steps)
+  graphdef, state = init_state(config, tx, mesh)
+
+  ckpt = checkpoints.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
+  state = ckpt.restore(state)
+  start_step = int(state.step)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  _truncate_metrics(metrics_path, start_step)
+  config_lib.save(config, workdir)
+  if start_step >= total_steps:
+    logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
+                 workdir, start_step)
+  elif start_step:
+    logging.info('Resuming from the checkpoint at step %d.', start_step)
+
+  replicated = NamedSharding(mesh, P())
+  images = jax.device_put(train.images, replicated)
+  labels = jax.device_put(train.labels, replicated)
+  train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
+  permutation = make_permutation(config)
+  evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
+  writer = _summary_writer(workdir)
+
+  metrics = _last_metrics(metrics_path)
+  for epoch in range(start_step // steps + 1, config.num_epochs + 1):
+    perm = permutation(epoch, len(train))
+    sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+    tick, tick_step = time.time(), 0
+    for i in range(steps):
+      state, sums = train_step(state, sums, images, labels, perm)
+      if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
+        loss_sum, correct, count = jax.device_get(sums)
+        _check_finite(loss_sum, (epoch - 1) * steps + i + 1, epoch, ckpt)
+        rate = (i + 1 - tick_step) * config.batch_size / (time.time() - tick)
+        tick, tick_step = time.time(), i + 1
+        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
+                     epoch, config.num_epochs, i + 1, steps, loss_sum / count,
+                     100 * correct / count, rate)
+    metrics = {'epoch': epoch, 'step': int(state.step),
+               'train_loss': float(loss_sum / count),
+               'train_accuracy': float(correct / count),
+               **evaluator.metrics(state.params, state.model_state),
+               'elapsed_s': round(time.time() - start_time, 2)}
+    logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
+                 epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
+                 metrics['elapsed_s'])
+    with open(metrics_path, 'a') as f:
+      f.write(json.dumps(metrics) + '\n')
+    for key, value in metrics.items():
+      writer.add_scalar(key, value, metrics['step'])
+    writer.flush()
+    if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+      ckpt.save(int(state.step), state)
+  ckpt.close()
+  writer.close()
+  return metrics
+
+
+def _last_metrics(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    lines = [l for l in f if l.strip()]
+  return json.loads(lines[-1]) if lines else {}
+
+
+def _summary_writer(workdir: str):
+  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  return SummaryWriter(os.path.join(workdir, 'tensorboard'))
