@@ -12,21 +12,52 @@ import time
 START_TIME = time.time()  # `elapsed_s` in metrics counts from here.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow only reads the data.
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ml_collections import config_flags  # pylint: disable=wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 FLAGS = flags.FLAGS
+
+
+def _exit_with(message: str):
+  print(f'\nError: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _override_message(e: Exception) -> str:
+  text = str(e).replace("\\'", "'").replace('\\n', ' ').strip("'")
+  return f'Bad --config override: {text}'
+
+
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
 flags.DEFINE_enum('mode', 'train', ['train'], 'What to do.')
-config_flags.DEFINE_config_file('config', os.path.join(_HERE, 'configs', 'default.py'),
-                                'Training configuration file.', lock_config=True)
 flags.mark_flags_as_required(['workdir'])
+try:  # config_flags applies --config.KEY=VALUE overrides as soon as it is defined.
+  config_flags.DEFINE_config_file('config', os.path.join(_HERE, 'configs', 'default.py'),
+                                  'Training configuration file.', lock_config=True)
+except (AttributeError, KeyError, TypeError, ValueError) as e:
+  _exit_with(_override_message(e))
+
+
+def parse_flags(argv):
+  """absl's parsing, with one readable line instead of a traceback."""
+  for arg in argv:  # config_flags prints a traceback for a missing file.
+    path = arg.removeprefix('--config=').split(':')[0]
+    if arg.startswith('--config=') and not os.path.isfile(path):
+      _exit_with(f'--config={path}: no such file. The configs are in '
+                 f'{os.path.join(_HERE, "configs")}.')
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _exit_with(f'{e}\nPass --helpshort to see the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    _exit_with(_override_message(e))
 
 
 class _QuietLibraries:
   """Drops the INFO chatter of orbax, tfds and TF so progress lines stand out."""
-  NOISY = ('orbax', 'tensorflow_datasets', 'tensorflow', 'xla_bridge')
+  NOISY = ('orbax', 'tensorflow_datasets', 'tensorflow')
 
   def filter(self, record):
     return record.levelno >= std_logging.WARNING or not any(
@@ -36,21 +67,21 @@ class _QuietLibraries:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  config = FLAGS.config
   logging.get_absl_logger().addFilter(_QuietLibraries())
-  import jax  # pylint: disable=g-import-not-at-top
-  from mnist_jax import train  # pylint: disable=g-import-not-at-top
-  from mnist_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
+  import jax
+  from mnist_jax import train
+  from mnist_jax.errors import UserError
 
   logging.info('JAX devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
                jax.process_count())
   try:
     if FLAGS.mode == 'train':
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir, start_time=START_TIME)
+      train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
   except UserError as e:
-    logging.error('%s', e)
-    print(f'\nError: {e}', file=sys.stderr)
-    sys.exit(1)
+    _exit_with(str(e))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -19,7 +19,7 @@ class Manager:
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
-        self.directory,
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
   def latest_step(self):
@@ -44,17 +44,27 @@ class Manager:
     if step not in self.all_steps():
       raise UserError(f'No checkpoint for step {step} in {self.directory}; '
                       f'available: {self.all_steps()}.')
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, TypeError) as e:
+    # Compare shapes first: a failed restore leaves orbax's threads in a mess.
+    saved = sorted(tuple(a.shape) for a in jax.tree.leaves(self._manager.item_metadata(step)))
+    wanted = sorted(tuple(a.shape) for a in jax.tree.leaves(state))
+    if saved != wanted:
+      diff = next(((a, b) for a, b in zip(saved, wanted) if a != b), None)
+      detail = (f'e.g. an array of shape {diff[0]} where the configured model has {diff[1]}'
+                if diff else f'{len(saved)} arrays where the configured model has {len(wanted)}')
       raise UserError(
-          f'The checkpoint at step {step} in {self.directory} does not fit the '
-          f'configured model (a different model or size was trained there?). '
-          f'Use a new --workdir, or the config that workdir was trained with '
-          f'(see its config.json). Details: {str(e)[:300]}') from e
+          f'The checkpoint at step {step} in {self.directory} does not fit the configured '
+          f'model ({detail}): another model, size or optimizer was trained there. Use a new '
+          f'--workdir, or the config that workdir was trained with (its config.json).')
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
   def close(self) -> None:
     """Waits for pending saves, then releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

@@ -197,10 +197,12 @@ def _check_finite(loss_sum: float, step: int, epoch: int, ckpt: checkpoints.Mana
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       start_time: float | None = None) -> dict[str, float]:
+                       start_time: float | None = None,
+                       data: dict[str, input_pipeline.Split] | None = None) -> dict[str, float]:
   """Trains, evaluates every epoch, checkpoints; resumes from `workdir`.
 
-  Returns the last evaluation's metrics.
+  `data` ({'train': Split, 'test': Split}) replaces the tfds dataset, e.g. in
+  tests. Returns the last evaluation's metrics.
   """
   start_time = time.time() if start_time is None else start_time
   config_lib.validate(config)
@@ -210,65 +212,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
 
-  data = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir)
+  if data is None:
+    data = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir)
   train, test = data['train'], data['test']
   steps = steps_per_epoch(config, len(train))
   total_steps = steps * config.num_epochs
   tx = create_optimizer(config, total_steps)
   graphdef, state = init_state(config, tx, mesh)
 
-  ckpt = checkpoints.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
-  state = ckpt.restore(state)
-  start_step = int(state.step)
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  _truncate_metrics(metrics_path, start_step)
-  config_lib.save(config, workdir)
-  if start_step >= total_steps:
-    logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
-                 workdir, start_step)
-  elif start_step:
-    logging.info('Resuming from the checkpoint at step %d.', start_step)
+  with checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
+                           config.keep_checkpoints) as ckpt:
+    state = ckpt.restore(state)
+    start_step = int(state.step)
+    metrics_path = os.path.join(workdir, 'metrics.jsonl')
+    _truncate_metrics(metrics_path, start_step)
+    config_lib.save(config, workdir)
+    if start_step >= total_steps:
+      logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
+                   workdir, start_step)
+    elif start_step:
+      logging.info('Resuming from the checkpoint at step %d.', start_step)
 
-  replicated = NamedSharding(mesh, P())
-  images = jax.device_put(train.images, replicated)
-  labels = jax.device_put(train.labels, replicated)
-  train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
-  permutation = make_permutation(config)
-  evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
-  writer = _summary_writer(workdir)
+    replicated = NamedSharding(mesh, P())
+    images = jax.device_put(train.images, replicated)
+    labels = jax.device_put(train.labels, replicated)
+    train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
+    permutation = make_permutation(config)
+    evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
 
-  metrics = _last_metrics(metrics_path)
-  for epoch in range(start_step // steps + 1, config.num_epochs + 1):
-    perm = permutation(epoch, len(train))
-    sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
-    tick, tick_step = time.time(), 0
-    for i in range(steps):
-      state, sums = train_step(state, sums, images, labels, perm)
-      if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
-        loss_sum, correct, count = jax.device_get(sums)
-        _check_finite(loss_sum, (epoch - 1) * steps + i + 1, epoch, ckpt)
-        rate = (i + 1 - tick_step) * config.batch_size / (time.time() - tick)
-        tick, tick_step = time.time(), i + 1
-        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
-                     epoch, config.num_epochs, i + 1, steps, loss_sum / count,
-                     100 * correct / count, rate)
-    metrics = {'epoch': epoch, 'step': int(state.step),
-               'train_loss': float(loss_sum / count),
-               'train_accuracy': float(correct / count),
-               **evaluator.metrics(state.params, state.model_state),
-               'elapsed_s': round(time.time() - start_time, 2)}
-    logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
-                 epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
-                 metrics['elapsed_s'])
-    with open(metrics_path, 'a') as f:
-      f.write(json.dumps(metrics) + '\n')
-    for key, value in metrics.items():
-      writer.add_scalar(key, value, metrics['step'])
-    writer.flush()
-    if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
-      ckpt.save(int(state.step), state)
-  ckpt.close()
-  writer.close()
+    metrics = _last_metrics(metrics_path)
+    writer = _summary_writer(workdir)
+    for epoch in range(start_step // steps + 1, config.num_epochs + 1):
+      perm = permutation(epoch, len(train))
+      sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+      tick, tick_step = time.time(), 0
+      for i in range(steps):
+        state, sums = train_step(state, sums, images, labels, perm)
+        if (i + 1) % config.log_every_steps == 0 or i + 1 == steps:
+          loss_sum, correct, count = jax.device_get(sums)
+          _check_finite(loss_sum, (epoch - 1) * steps + i + 1, epoch, ckpt)
+          rate = (i + 1 - tick_step) * config.batch_size / (time.time() - tick)
+          tick, tick_step = time.time(), i + 1
+          logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
+                       epoch, config.num_epochs, i + 1, steps, loss_sum / count,
+                       100 * correct / count, rate)
+      metrics = {'epoch': epoch, 'step': int(state.step),
+                 'train_loss': float(loss_sum / count),
+                 'train_accuracy': float(correct / count),
+                 **evaluator.metrics(state.params, state.model_state),
+                 'elapsed_s': round(time.time() - start_time, 2)}
+      logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
+                   epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
+                   metrics['elapsed_s'])
+      with open(metrics_path, 'a') as f:
+        f.write(json.dumps(metrics) + '\n')
+      for key, value in metrics.items():
+        writer.add_scalar(key, value, metrics['step'])
+      writer.flush()
+      if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+        ckpt.save(int(state.step), state)
+    writer.close()
   return metrics
 
 

@@ -1,0 +1,51 @@
+"""main.py turns user mistakes into one message and a non-zero exit."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from mnist_jax import input_pipeline
+from mnist_jax.errors import UserError
+
+
+def run_main(*args, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args],
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.lerning_rate=0.1'], 'Did you mean "learning_rate"'),
+    (['--config.batch_size=abc'], 'invalid literal'),
+    (['--config=configs/nope.py'], 'no such file'),
+    (['--config.batch_size=-4'], 'batch_size must be positive'),
+    (['--config.learning_rate=0'], 'learning_rate must be positive'),
+    (['--config.model=transformer'], 'choose one of cnn, mlp'),
+])
+def test_bad_config_is_one_message(tmp_path, args, message):
+  result = run_main(f'--workdir={tmp_path}', *args)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_missing_workdir_flag():
+  result = run_main()
+  assert result.returncode != 0 and '--workdir' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_manual_dir_without_the_files(tmp_path):
+  result = run_main(f'--workdir={tmp_path / "run"}', f'--config.manual_dir={tmp_path}',
+                    f'--config.data_dir={tmp_path / "tfds"}')
+  assert result.returncode != 0
+  assert 'train-images-idx3-ubyte.gz' in result.stderr and '--config.manual_dir' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_offline_without_manual_dir_fails_fast(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, '_can_reach', lambda host: False)
+  with pytest.raises(UserError, match='put the four official files.*--config.manual_dir'):
+    input_pipeline.load('mnist', data_dir=str(tmp_path))

@@ -1,0 +1,72 @@
+"""Short runs on the real MNIST (from ../shared/datasets/mnist)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from configs import tiny
+from mnist_jax import train
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [{k: v for k, v in json.loads(l).items() if k != 'elapsed_s'} for l in f]
+
+
+def _cli(workdir, mnist_dirs, *extra):
+  return [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
+          '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
+          f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}',
+          '--config.num_epochs=4', *extra]
+
+
+@pytest.fixture(scope='module')
+def cli_run(mnist_dirs, tmp_path_factory):
+  """The tiny config, 4 x 50 steps, through main.py: the uninterrupted reference."""
+  workdir = tmp_path_factory.mktemp('cli') / 'run'
+  result = subprocess.run(_cli(workdir, mnist_dirs), capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+def test_short_training_run_learns(cli_run):
+  workdir, result = cli_run
+  lines = _metrics(workdir)
+  assert [l['epoch'] for l in lines] == [1, 2, 3, 4]
+  assert lines[-1]['test_accuracy'] > 0.93  # 200 steps of 64 images of a tiny CNN.
+  assert 'images/s' in result.stderr and 'test accuracy' in result.stderr
+  assert os.path.isfile(workdir / 'config.json')
+
+
+def test_same_seed_same_numbers(mnist, tmp_path):
+  config = tiny.get_config()
+  runs = [train.train_and_evaluate(config, str(tmp_path / str(i)), data=mnist) for i in range(2)]
+  assert _metrics(tmp_path / '0') == _metrics(tmp_path / '1')
+  config.seed = 1
+  other = train.train_and_evaluate(config, str(tmp_path / 'seed1'), data=mnist)
+  assert other['test_loss'] != runs[0]['test_loss']
+
+
+def test_sigkill_then_rerun_ends_like_uninterrupted(cli_run, mnist_dirs, tmp_path):
+  reference, _ = cli_run
+  workdir = tmp_path / 'killed'
+  process = subprocess.Popen(_cli(workdir, mnist_dirs), cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not os.path.isdir(workdir / 'checkpoints' / '100') and time.time() < deadline:
+    time.sleep(0.05)
+  os.kill(process.pid, signal.SIGKILL)
+  process.wait()
+  assert 0 < len(os.listdir(workdir / 'checkpoints')), 'killed before any checkpoint'
+  result = subprocess.run(_cli(workdir, mnist_dirs), capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resuming from the checkpoint' in result.stderr
+  assert _metrics(workdir) == _metrics(reference)

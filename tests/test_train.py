@@ -1,0 +1,160 @@
+"""Training-loop units on tiny synthetic data."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import synthetic_split
+from mnist_jax import checkpoints, config_lib, train
+from mnist_jax.errors import UserError
+
+
+def test_train_step_lowers_loss_on_fixed_batch(tiny_config):
+  config = tiny_config
+  config.dropout_rate = 0.0
+  data = synthetic_split(config.batch_size)
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=100)
+  graphdef, state = train.init_state(config, tx, mesh)
+  step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=1)
+  perm = jnp.arange(config.batch_size)
+  images, labels = jnp.asarray(data.images), jnp.asarray(data.labels)
+  losses = []
+  for _ in range(20):
+    sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
+    state, sums = step(state, sums, images, labels, perm)
+    losses.append(float(sums[0] / sums[2]))
+  assert int(state.step) == 20
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_evaluation_counts_every_example_once(tiny_config):
+  """203 examples with batches of 50: the last batch is padded, not dropped."""
+  split = synthetic_split(203, seed=3)
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(tiny_config, 10)
+  graphdef, state = train.init_state(tiny_config, tx, mesh)
+  evaluator = train.Evaluator(graphdef, split, 'mnist', 50, mesh)
+  logits = evaluator.logits(state.params, state.model_state)
+  assert logits.shape == (203, 10)
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  model = nnx.merge(graphdef, state.params, state.model_state)
+  from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  direct = model(input_pipeline.normalize(jnp.asarray(split.images), 'mnist'))
+  np.testing.assert_allclose(logits, direct, rtol=1e-4, atol=1e-4)
+  metrics = evaluator.metrics(state.params, state.model_state)
+  expected = np.mean(np.argmax(direct, -1) == split.labels)
+  assert metrics['test_accuracy'] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('batch_size', 0, 'batch_size must be positive'),
+    ('learning_rate', -0.1, 'learning_rate must be positive'),
+    ('num_epochs', 0, 'num_epochs must be positive'),
+    ('model', 'resnet9000', 'choose one of'),
+    ('dataset', 'cifar10', 'choose one of'),
+    ('optimizer', 'lion', 'choose one of'),
+    ('dropout_rate', 1.0, 'dropout_rate must be in'),
+    ('batch_size', 100_000, 'larger than the training set'),
+])
+def test_config_validation(tiny_config, key, value, message):
+  tiny_config[key] = value
+  with pytest.raises(UserError, match=message):
+    config_lib.validate(tiny_config)
+
+
+def test_schedules_and_optimizers_build(tiny_config):
+  for optimizer in config_lib.OPTIMIZERS:
+    for schedule in config_lib.SCHEDULES:
+      tiny_config.optimizer, tiny_config.schedule = optimizer, schedule
+      config_lib.validate(tiny_config)
+      tx = train.create_optimizer(tiny_config, total_steps=10)
+      params = {'w': jnp.ones(3)}
+      opt_state = tx.init(params)
+      for _ in range(3):  # Warm-up schedules start at a learning rate of 0.
+        updates, opt_state = tx.update({'w': jnp.ones(3)}, opt_state, params)
+        params = optax.apply_updates(params, updates)
+      assert np.all(np.isfinite(params['w'])) and np.all(params['w'] < 1), (optimizer, schedule)
+
+
+def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 3
+  metrics = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert [l['epoch'] for l in lines] == [1, 2, 3]
+  assert [l['step'] for l in lines] == [8, 16, 24]
+  for line in lines:
+    for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy', 'elapsed_s'):
+      assert key in line
+    assert 0 <= line['train_accuracy'] <= 1 and 0 <= line['test_accuracy'] <= 1
+  assert metrics == lines[-1]
+  assert metrics['test_accuracy'] > 0.5  # The synthetic classes are easy.
+  saved = json.load(open(tmp_path / 'config.json'))
+  assert saved['batch_size'] == 32 and saved['num_epochs'] == 3
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['16', '24', '8']
+  assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
+
+
+def test_keeps_last_n_checkpoints(tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 4
+  tiny_config.keep_checkpoints = 2
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['24', '32']
+
+
+def test_divergence_stops_without_touching_checkpoints(tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  before = sorted(os.listdir(tmp_path / 'checkpoints'))
+  tiny_config.num_epochs = 3
+  tiny_config.learning_rate = 1e30
+  with pytest.raises(UserError, match='Training diverged.*step 8.*is kept'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+  assert len(open(tmp_path / 'metrics.jsonl').readlines()) == 1
+
+
+def test_incompatible_checkpoint_is_a_user_error(tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  tiny_config.conv_features = (4, 8)
+  with pytest.raises(UserError, match='does not fit the configured model'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+
+
+def test_unwritable_workdir(tiny_config, synthetic_data, tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a folder')
+  with pytest.raises(UserError, match='Cannot write to --workdir'):
+    train.train_and_evaluate(tiny_config, str(blocker / 'run'), data=synthetic_data)
+
+
+def test_resume_matches_uninterrupted_run(tiny_config, synthetic_data, tmp_path):
+  """A run that lost everything after epoch 1 resumes to the same end state."""
+  tiny_config.num_epochs = 3
+  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'), data=synthetic_data)
+  shutil.copytree(tmp_path / 'full', tmp_path / 'crashed')
+  for step in ('16', '24'):  # As if killed right after epoch 1's checkpoint.
+    shutil.rmtree(tmp_path / 'crashed' / 'checkpoints' / step)
+  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'crashed'), data=synthetic_data)
+  drop_time = lambda m: {k: v for k, v in m.items() if k != 'elapsed_s'}
+  assert drop_time(resumed) == drop_time(full)
+  lines = lambda d: [drop_time(json.loads(l)) for l in open(tmp_path / d / 'metrics.jsonl')]
+  assert lines('crashed') == lines('full')
+  params = lambda d: _restore_params(tiny_config, tmp_path / d / 'checkpoints')
+  for a, b in zip(jax.tree.leaves(params('full')), jax.tree.leaves(params('crashed'))):
+    np.testing.assert_array_equal(a, b)
+
+
+def _restore_params(config, directory):
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, 24)
+  _, state = train.init_state(config, tx, mesh)
+  with checkpoints.Manager(str(directory), 3) as manager:
+    return manager.restore(state).params
