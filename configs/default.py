@@ -18,12 +18,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.data_dir = config_dict.placeholder(str)
   config.manual_dir = config_dict.placeholder(str)
 
+  # Augmentation, on the device: random shifts of up to this many pixels.
+  config.augment_shift = 2
+
   # Model.
   config.model = 'cnn'
-  config.conv_features = (32, 64)
+  # Measured on a 2-core CPU: 16/32 channels train ~3x faster than 32/64 and,
+  # with shift augmentation, end as accurate; batch norm halved the speed.
+  config.conv_features = (16, 32)
   config.convs_per_block = 1
-  config.dense_features = 128
-  config.batch_norm = True
+  config.dense_features = 256
+  config.batch_norm = False
   config.hidden_features = (512, 512)  # MLP only.
   config.dropout_rate = 0.25
   config.compute_dtype = 'float32'
@@ -37,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.0
   config.label_smoothing = 0.0
   config.batch_size = 128
-  config.num_epochs = 8
+  config.num_epochs = 15
   # Steps per epoch; None: the whole training set (the last partial batch is
   # dropped, a different one each epoch since the order is reshuffled).
   config.train_steps_per_epoch = config_dict.placeholder(int)

@@ -30,6 +30,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('dropout_rate', 'label_smoothing'):
     if not 0 <= config[key] < 1:
       raise UserError(f'--config.{key} must be in [0, 1), got {config[key]!r}.')
+  if not 0 <= config.augment_shift <= 8:
+    raise UserError(f'--config.augment_shift must be in [0, 8] pixels, got {config.augment_shift}.')
   if config.weight_decay < 0 or config.warmup_epochs < 0:
     raise UserError('--config.weight_decay and --config.warmup_epochs must not be negative.')
   if config.warmup_epochs >= config.num_epochs and config.schedule == 'cosine':

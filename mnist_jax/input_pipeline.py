@@ -64,6 +64,21 @@ def normalize(images, dataset: str):
   return (images.astype('float32') / 255.0 - mean) / std
 
 
+def random_shift(images, key, max_shift: int):
+  """Shifts each image by up to `max_shift` pixels in x and y (zeros fill in).
+
+  Runs inside the jitted train step, on the device. Labels are unchanged: a
+  digit moved by a pixel or two is the same digit.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n, h, w, c = images.shape
+  padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+  offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
+  crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, c))
+  return jax.vmap(crop)(padded, offsets)
+
+
 def _missing_data_message(dataset: str, manual_dir: Optional[str], cause) -> str:
   where = (f'--config.manual_dir={manual_dir} is missing '
            f'{", ".join(f for f in OFFICIAL_FILES if not os.path.exists(os.path.join(manual_dir, f)))}'

@@ -97,16 +97,18 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
   NaN/inf loss makes the loss sum non-finite, which the host checks whenever it
   reads the sums.
   """
-  _, _, dropout_key = seed_keys(config.seed)
+  _, _, dropout_key = seed_keys(config.seed)  # Dropout and augmentation.
   batch_sharding = NamedSharding(mesh, P('data'))
   bs = config.batch_size
 
   def step_fn(state, sums, images, labels, perm):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
-    x = jax.lax.with_sharding_constraint(
-        input_pipeline.normalize(images[idx], dataset), batch_sharding)
+    key, augment_key = jax.random.split(jax.random.fold_in(dropout_key, state.step))
+    x = images[idx]
+    if config.augment_shift:
+      x = input_pipeline.random_shift(x, augment_key, config.augment_shift)
+    x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, dataset), batch_sharding)
     y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)
-    key = jax.random.fold_in(dropout_key, state.step)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.model_state, copy=True)

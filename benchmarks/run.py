@@ -1,0 +1,138 @@
+"""Measures speed and time-to-accuracy of configs; prints one JSON object.
+
+  python benchmarks/run.py --configs=default,mlp \
+      --manual_dir=../shared/datasets/mnist [--full_runs]
+
+Per config: training images/s (steady state, after compilation), eval images/s
+over the 10,000 test images, compile time of the train step. With
+--full_runs, also the real command (`main.py`, a fresh workdir) as a child
+process: wall time to the first evaluation at >= 99% test accuracy (measured
+from the command's start, so imports, data loading and compilation count),
+final accuracy, total wall time and peak resident memory.
+"""
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+flags.DEFINE_list('configs', ['default'], 'Config names in configs/.')
+flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
+flags.DEFINE_string('data_dir', None, 'tfds data folder.')
+flags.DEFINE_integer('steps', 50, 'Timed training steps per config.')
+flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')
+flags.DEFINE_float('target', 0.99, 'Test accuracy for time-to-accuracy.')
+FLAGS = flags.FLAGS
+
+
+def load_config(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.manual_dir, config.data_dir = FLAGS.manual_dir, FLAGS.data_dir
+  return config
+
+
+def throughput(config, data) -> dict:
+  """Steady-state train and eval images/s, and the train step's compile time."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from mnist_jax import train  # pylint: disable=g-import-not-at-top
+
+  mesh = train.make_mesh()
+  steps = train.steps_per_epoch(config)
+  tx = train.create_optimizer(config, steps * config.num_epochs)
+  graphdef, state = train.init_state(config, tx, mesh)
+  step = train.make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
+  replicated = NamedSharding(mesh, P())
+  images = jax.device_put(data['train'].images, replicated)
+  labels = jax.device_put(data['train'].labels, replicated)
+  perm = train.make_permutation(config)(1, len(data['train']))
+  sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+
+  start = time.perf_counter()
+  state, sums = step(state, sums, images, labels, perm)
+  jax.block_until_ready(sums)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    state, sums = step(state, sums, images, labels, perm)
+  jax.block_until_ready(sums)
+  train_rate = FLAGS.steps * config.batch_size / (time.perf_counter() - start)
+
+  evaluator = train.Evaluator(graphdef, data['test'], config.dataset,
+                              config.eval_batch_size, mesh)
+  jax.block_until_ready(evaluator.logits(state.params, state.model_state))
+  start = time.perf_counter()
+  repeats = 3
+  for _ in range(repeats):
+    jax.block_until_ready(evaluator.logits(state.params, state.model_state))
+  eval_rate = repeats * evaluator.num_examples / (time.perf_counter() - start)
+  return {'train_images_per_s': round(train_rate), 'eval_images_per_s': round(eval_rate),
+          'train_step_compile_s': round(compile_s, 2)}
+
+
+def full_run(name) -> dict:
+  """`main.py` end to end in a fresh workdir, as a user would run it."""
+  with tempfile.TemporaryDirectory() as workdir:
+    cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
+           f'--config={os.path.join(ROOT, "configs", name + ".py")}']
+    cmd += [f'--config.manual_dir={FLAGS.manual_dir}'] if FLAGS.manual_dir else []
+    cmd += [f'--config.data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else []
+    start = time.time()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, stderr = child.communicate()
+    wall = time.time() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if child.returncode:
+      return {'error': stderr[-2000:]}
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      lines = [json.loads(l) for l in f]
+  reached = [l for l in lines if l['test_accuracy'] >= FLAGS.target]
+  return {
+      f'time_to_{FLAGS.target:g}_s': reached[0]['elapsed_s'] if reached else None,
+      f'epoch_to_{FLAGS.target:g}': reached[0]['epoch'] if reached else None,
+      'final_test_accuracy': lines[-1]['test_accuracy'],
+      'best_test_accuracy': max(l['test_accuracy'] for l in lines),
+      'epochs': lines[-1]['epoch'],
+      'wall_s': round(wall, 1),
+      # ru_maxrss of all children so far: exact for the first run, an upper bound after.
+      'peak_rss_mib_upper_bound': round(peak_kib / 1024),
+  }
+
+
+def main(_):
+  import jax  # pylint: disable=g-import-not-at-top
+  from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  data = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir)
+  results = {'hardware': {'platform': platform.platform(), 'processor': _cpu_name(),
+                          'cpus': os.cpu_count(), 'jax_devices': [str(d) for d in jax.devices()]},
+             'configs': {}}
+  for name in FLAGS.configs:
+    result = throughput(load_config(name), data)
+    if FLAGS.full_runs:
+      result.update(full_run(name))
+    results['configs'][name] = result
+    print(f'{name}: {result}', file=sys.stderr)
+  print(json.dumps(results, indent=2))
+
+
+def _cpu_name():
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor()
+
+
+if __name__ == '__main__':
+  app.run(main)
