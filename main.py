@@ -31,7 +31,16 @@ def _override_message(e: Exception) -> str:
 
 
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
-flags.DEFINE_enum('mode', 'train', ['train'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict'],
+                  'train (default), explore the data, eval a trained workdir, or '
+                  'predict digits in --images.')
+flags.DEFINE_integer('checkpoint_step', None, 'eval/predict: this step, not the latest.')
+flags.DEFINE_list('ensemble', [], 'eval: more workdirs whose predictions are averaged '
+                  'with --workdir\'s.')
+flags.DEFINE_multi_string('images', [], 'predict: image files or folders (repeatable; '
+                          'several paths may follow one --images).')
+flags.DEFINE_string('save_preprocessed', None,
+                    'predict: folder for the 28x28 images the model saw.')
 flags.mark_flags_as_required(['workdir'])
 try:  # config_flags applies --config.KEY=VALUE overrides as soon as it is defined.
   config_flags.DEFINE_config_file('config', os.path.join(_HERE, 'configs', 'default.py'),
@@ -65,7 +74,7 @@ class _QuietLibraries:
 
 
 def main(argv):
-  if len(argv) > 1:
+  if len(argv) > 1 and FLAGS.mode != 'predict':  # predict: --images a.png b.png ...
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   config = FLAGS.config
   logging.get_absl_logger().addFilter(_QuietLibraries())
@@ -79,6 +88,20 @@ def main(argv):
   try:
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+    elif FLAGS.mode == 'explore':
+      from mnist_jax import explore
+      explore.explore(config, FLAGS.workdir)
+    elif FLAGS.mode == 'eval':
+      from mnist_jax import evaluate
+      evaluate.evaluate([FLAGS.workdir, *FLAGS.ensemble], config, FLAGS.checkpoint_step)
+    else:
+      from mnist_jax import predict
+      if not FLAGS.images:
+        raise UserError('--mode=predict needs --images=PATH (files or folders).')
+      failed = predict.predict_files(FLAGS.images + argv[1:], FLAGS.workdir,
+                                     FLAGS.checkpoint_step, FLAGS.save_preprocessed)
+      if failed:
+        _exit_with(f'{failed} image(s) could not be read; see their "error" lines.')
   except UserError as e:
     _exit_with(str(e))
 

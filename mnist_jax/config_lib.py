@@ -42,14 +42,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     'training set (60,000 images).')
 
 
-def load_saved(workdir: str) -> ml_collections.ConfigDict:
-  """The config a training run saved in `workdir/config.json`."""
+DATA_KEYS = ('data_dir', 'manual_dir')
+
+
+def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
+  """The config a training run saved in `workdir/config.json`.
+
+  Where `data_from` (the command line's config) sets a data location
+  (`DATA_KEYS`), it replaces the saved one: the model comes from the workdir,
+  the data from wherever it is now.
+  """
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise UserError(f'{path} does not exist: --workdir must name the folder of a '
                     'training run (python main.py --workdir=DIR trains one).')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  for key in DATA_KEYS:
+    if data_from is not None and data_from.get(key) is not None:
+      config[key] = data_from[key]
+  return config
 
 
 def save(config: ml_collections.ConfigDict, workdir: str) -> None:

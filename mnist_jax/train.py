@@ -167,6 +167,25 @@ class Evaluator:
     return {'test_loss': float(loss.mean()), 'test_accuracy': float(correct.mean())}
 
 
+def restore_trained(workdir: str, config, step: int | None = None):
+  """(graphdef, state, mesh) of a run's checkpoint (default: the latest).
+
+  The state is placed on this host's devices, whatever device count wrote it.
+  """
+  mesh = make_mesh()
+  tx = create_optimizer(config, steps_per_epoch(config) * config.num_epochs)
+  graphdef, state = init_state(config, tx, mesh)
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    raise UserError(f'No checkpoint in {workdir}: train one first with '
+                    f'python main.py --workdir={workdir}')
+  with checkpoints.Manager(directory, config.keep_checkpoints) as ckpt:
+    if ckpt.latest_step() is None:
+      raise UserError(f'No checkpoint in {directory}: train one first with '
+                      f'python main.py --workdir={workdir}')
+    return graphdef, ckpt.restore(state, step), mesh
+
+
 def prepare_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)

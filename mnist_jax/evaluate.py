@@ -1,0 +1,147 @@
+"""`--mode=eval`: a trained model (or an ensemble of them) on the whole test set.
+
+Writes `eval/report.json` (accuracy, loss, per-class precision/recall/F1,
+confusion matrix, expected calibration error) and pictures: the confusion
+matrix, the most confident mistakes, a reliability diagram and the training
+curves from `metrics.jsonl`.
+"""
+
+import json
+import os
+from typing import Sequence
+
+from absl import logging
+import jax
+import numpy as np
+
+from mnist_jax import config_lib, input_pipeline, plots, train
+from mnist_jax.errors import UserError
+
+CALIBRATION_BINS = 15
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+  """[true, predicted] counts."""
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (labels, predictions), 1)
+  return matrix
+
+
+def per_class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict:
+  """Precision, recall, F1 and support per class from a confusion matrix."""
+  true_pos = np.diag(matrix).astype(np.float64)
+  predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+  precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos), where=predicted > 0)
+  recall = np.divide(true_pos, actual, out=np.zeros_like(true_pos), where=actual > 0)
+  total = precision + recall
+  f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(true_pos), where=total > 0)
+  return {name: {'precision': float(p), 'recall': float(r), 'f1': float(f), 'support': int(s)}
+          for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)}
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS):
+  """Expected calibration error over equal-width confidence bins, and the bins."""
+  confidence = probabilities.max(axis=1)
+  correct = probabilities.argmax(axis=1) == labels
+  index = np.minimum((confidence * bins).astype(int), bins - 1)
+  counts = np.bincount(index, minlength=bins)
+  sum_conf = np.bincount(index, weights=confidence, minlength=bins)
+  sum_correct = np.bincount(index, weights=correct, minlength=bins)
+  safe = np.maximum(counts, 1)
+  bin_conf, bin_acc = sum_conf / safe, sum_correct / safe
+  ece = float(np.sum(counts * np.abs(bin_acc - bin_conf)) / len(labels))
+  return ece, {'confidence': bin_conf.tolist(), 'accuracy': bin_acc.tolist(),
+               'count': counts.tolist()}
+
+
+def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=None):
+  """Softmax outputs of a workdir's checkpoint on every test image, and its step."""
+  graphdef, state, mesh = train.restore_trained(workdir, config, step)
+  evaluator = train.Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
+  logits = evaluator.logits(state.params, state.model_state)
+  return np.asarray(jax.nn.softmax(logits)), int(state.step)
+
+
+def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
+             data: input_pipeline.Split | None = None) -> dict:
+  """Evaluates one workdir, or the average prediction of several (an ensemble).
+
+  The report and pictures go to `<first workdir>/eval` (one model) or
+  `<first workdir>/eval_ensemble` (several).
+  """
+  configs = [config_lib.load_saved(w, cli_config) for w in workdirs]
+  config = configs[0]
+  for w, c in zip(workdirs[1:], configs[1:]):
+    if c.dataset != config.dataset:
+      raise UserError(f'{w} was trained on {c.dataset}, {workdirs[0]} on '
+                                 f'{config.dataset}: an ensemble needs one dataset.')
+  test = data or input_pipeline.load(config.dataset, config.data_dir, config.manual_dir,
+                                     splits=('test',))['test']
+  names = input_pipeline.CLASS_NAMES[config.dataset]
+  outputs = [test_probabilities(w, c, test, step) for w, c in zip(workdirs, configs)]
+  members = [{'workdir': os.path.abspath(w), 'step': s,
+              'test_accuracy': float(np.mean(p.argmax(1) == test.labels))}
+             for w, (p, s) in zip(workdirs, outputs)]
+  probabilities = np.mean([p for p, _ in outputs], axis=0)
+  predictions = probabilities.argmax(axis=1)
+  labels = test.labels
+  matrix = confusion_matrix(labels, predictions, len(names))
+  ece, bins = calibration(probabilities, labels)
+  true_prob = probabilities[np.arange(len(labels)), labels]
+  report = {
+      'dataset': config.dataset, 'num_test_images': int(len(labels)),
+      'test_accuracy': float(np.mean(predictions == labels)),
+      'test_loss': float(-np.mean(np.log(np.maximum(true_prob, 1e-12)))),
+      'num_errors': int(np.sum(predictions != labels)),
+      'expected_calibration_error': ece, 'calibration_bins': bins,
+      'per_class': per_class_scores(matrix, names),
+      'confusion_matrix': matrix.tolist(), 'class_names': list(names),
+      'models': members,
+  }
+  out = os.path.join(workdirs[0], 'eval' if len(workdirs) == 1 else 'eval_ensemble')
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, 'report.json'), 'w') as f:
+    json.dump(report, f, indent=2)
+  _pictures(report, probabilities, test, names, workdirs[0], out)
+  _summary(report, out)
+  return report
+
+
+def _pictures(report, probabilities, test, names, workdir, out):
+  plots.confusion_matrix(np.array(report['confusion_matrix']), names,
+                         os.path.join(out, 'confusion_matrix.png'))
+  predictions = probabilities.argmax(axis=1)
+  wrong = np.flatnonzero(predictions != test.labels)
+  worst = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:40]
+  plots.image_grid(
+      test.images[worst],
+      [f'true {names[test.labels[i]]}\npred {names[predictions[i]]} '
+       f'{probabilities[i].max():.0%}' for i in worst],
+      os.path.join(out, 'mistakes.png'),
+      f'The {len(worst)} most confident of {len(wrong)} mistakes', columns=8)
+  bins = report['calibration_bins']
+  plots.reliability_diagram(bins['confidence'], bins['accuracy'], bins['count'],
+                            report['expected_calibration_error'],
+                            os.path.join(out, 'reliability.png'))
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      metrics = [json.loads(l) for l in f if l.strip()]
+    if metrics:
+      plots.training_curves(metrics, os.path.join(out, 'training_curves.png'))
+
+
+def _summary(report, out):
+  worst = sorted(report['per_class'].items(), key=lambda kv: kv[1]['f1'])[:3]
+  models = report['models']
+  logging.info('%s: test accuracy %.2f%% (%d errors in %d images), loss %.4f, ECE %.4f',
+               'Ensemble of %d' % len(models) if len(models) > 1 else f'Step {models[0]["step"]}',
+               100 * report['test_accuracy'], report['num_errors'],
+               report['num_test_images'], report['test_loss'],
+               report['expected_calibration_error'])
+  if len(models) > 1:
+    logging.info('Members: %s', ', '.join(f'{100 * m["test_accuracy"]:.2f}%' for m in models))
+  logging.info('Hardest classes (F1): %s',
+               ', '.join(f'{name} {100 * s["f1"]:.2f}%' for name, s in worst))
+  logging.info('Wrote %s (report.json, confusion_matrix.png, mistakes.png, '
+               'reliability.png, training_curves.png)', out)

@@ -1,0 +1,104 @@
+"""The pictures: digits, class counts, confusion matrix, mistakes, calibration, curves.
+
+Each function writes one PNG and returns its path. matplotlib runs headless.
+"""
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=100, bbox_inches='tight')
+  plt.close(fig)
+  return path
+
+
+def image_grid(images: np.ndarray, titles: Sequence[str], path: str, suptitle: str,
+               columns: int = 10, title_colors: Sequence[str] | None = None) -> str:
+  """A grid of greyscale images [N, 28, 28(, 1)], each with a title."""
+  rows = max(1, -(-len(images) // columns))
+  fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows), squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    ax.axis('off')
+    if i < len(images):
+      ax.imshow(np.squeeze(images[i]), cmap='gray', vmin=0, vmax=255)
+      ax.set_title(titles[i], fontsize=8,
+                   color=title_colors[i] if title_colors else 'black')
+  fig.suptitle(suptitle)
+  return _save(fig, path)
+
+
+def class_histograms(counts: dict[str, Sequence[int]], class_names: Sequence[str],
+                     path: str) -> str:
+  """One bar chart of examples per class for each split."""
+  fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 4), squeeze=False)
+  for ax, (split, values) in zip(axes.flat, counts.items()):
+    ax.bar(range(len(values)), values, color='tab:blue')
+    ax.set_xticks(range(len(values)), class_names, rotation=45 if len(class_names[0]) > 2 else 0,
+                  ha='right' if len(class_names[0]) > 2 else 'center')
+    ax.set_title(f'{split}: {sum(values):,} images')
+    ax.set_ylabel('images')
+  return _save(fig, path)
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str) -> str:
+  """Counts per (true, predicted) class, log-coloured so rare confusions show."""
+  fig, ax = plt.subplots(figsize=(7, 6))
+  ax.imshow(np.log1p(matrix), cmap='Blues')
+  for (t, p), v in np.ndenumerate(matrix):
+    ax.text(p, t, str(v), ha='center', va='center', fontsize=7,
+            color='white' if t == p else ('black' if v else 'lightgrey'))
+  ticks = range(len(class_names))
+  ax.set_xticks(ticks, class_names, rotation=45, ha='right')
+  ax.set_yticks(ticks, class_names)
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(f'Confusion matrix ({matrix.sum():,} test images, '
+               f'{matrix.sum() - np.trace(matrix)} errors)')
+  return _save(fig, path)
+
+
+def reliability_diagram(bin_confidence, bin_accuracy, bin_counts, ece: float, path: str) -> str:
+  """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+  edges = np.linspace(0, 1, len(bin_counts) + 1)
+  centers = (edges[:-1] + edges[1:]) / 2
+  fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                     gridspec_kw={'height_ratios': [3, 1]})
+  has = np.asarray(bin_counts) > 0
+  ax.bar(centers[has], np.asarray(bin_accuracy)[has], width=edges[1] - edges[0],
+         edgecolor='black', label='accuracy')
+  ax.plot([0, 1], [0, 1], 'k--', label='perfect calibration')
+  ax.plot(np.asarray(bin_confidence)[has], np.asarray(bin_accuracy)[has], 'o', color='tab:red',
+          label='mean confidence')
+  ax.set_ylabel('accuracy')
+  ax.set_title(f'Reliability diagram (ECE {ece:.4f})')
+  ax.legend(loc='upper left')
+  ax_count.bar(centers, bin_counts, width=edges[1] - edges[0], color='grey')
+  ax_count.set_yscale('log')
+  ax_count.set_xlabel('confidence')
+  ax_count.set_ylabel('images')
+  return _save(fig, path)
+
+
+def training_curves(metrics: Sequence[dict], path: str) -> str:
+  """Loss and accuracy per epoch, train against test."""
+  epochs = [m['epoch'] for m in metrics]
+  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+  for split, style in (('train', 'o-'), ('test', 's-')):
+    ax_loss.plot(epochs, [m[f'{split}_loss'] for m in metrics], style, label=split)
+    ax_acc.plot(epochs, [100 * m[f'{split}_accuracy'] for m in metrics], style, label=split)
+  ax_loss.set_yscale('log')
+  ax_loss.set_title('loss')
+  ax_acc.set_title('accuracy (%)')
+  for ax in (ax_loss, ax_acc):
+    ax.set_xlabel('epoch')
+    ax.legend()
+    ax.grid(alpha=0.3)
+  return _save(fig, path)

@@ -1,0 +1,160 @@
+"""explore, eval and predict on the tiny config and synthetic data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import ROOT, synthetic_split
+from configs import tiny
+from mnist_jax import evaluate, explore, predict, train
+from mnist_jax.errors import UserError
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def assert_png(path):
+  with open(path, 'rb') as f:
+    assert f.read(8) == PNG_SIGNATURE, path
+  with Image.open(path) as image:
+    image.verify()
+
+
+@pytest.fixture(scope='module')
+def data():
+  return {'train': synthetic_split(640, seed=0), 'test': synthetic_split(203, seed=1)}
+
+
+@pytest.fixture(scope='module')
+def trained(data, tmp_path_factory):
+  config = tiny.get_config()
+  config.train_steps_per_epoch = 10
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  train.train_and_evaluate(config, workdir, data=data)
+  return workdir
+
+
+@pytest.mark.parametrize('dataset', ['mnist', 'fashion_mnist'])
+def test_explore(data, tmp_path, dataset):
+  config = tiny.get_config()
+  config.dataset = dataset
+  stats = explore.explore(config, str(tmp_path), data=data)
+  saved = json.load(open(tmp_path / 'explore' / 'stats.json'))
+  assert saved == json.loads(json.dumps(stats))
+  train_stats = saved['splits']['train']
+  assert train_stats['size'] == 640 and saved['splits']['test']['size'] == 203
+  assert sum(train_stats['class_counts'].values()) == 640
+  assert list(train_stats['class_counts'])[0] == ('T-shirt/top' if dataset == 'fashion_mnist' else '0')
+  assert train_stats['image_shape'] == [28, 28, 1] and train_stats['dtype'] == 'uint8'
+  pixels = data['train'].images / 255
+  assert train_stats['pixel_mean'] == pytest.approx(pixels.mean(), abs=1e-4)
+  assert train_stats['empty_pixel_fraction'] == pytest.approx((data['train'].images == 0).mean(), abs=1e-4)
+  for name in ('samples.png', 'class_histogram.png', 'class_means.png'):
+    assert_png(tmp_path / 'explore' / name)
+
+
+def test_eval_report(trained, data):
+  report = evaluate.evaluate([trained], data=data['test'])
+  saved = json.load(open(os.path.join(trained, 'eval', 'report.json')))
+  assert saved['num_test_images'] == 203
+  matrix = np.array(saved['confusion_matrix'])
+  assert matrix.sum() == 203 and np.trace(matrix) == 203 - saved['num_errors']
+  assert saved['test_accuracy'] == pytest.approx(np.trace(matrix) / 203)
+  last = json.loads(open(os.path.join(trained, 'metrics.jsonl')).readlines()[-1])
+  assert saved['test_accuracy'] == pytest.approx(last['test_accuracy'], abs=1e-6)
+  assert set(saved['per_class']['3']) == {'precision', 'recall', 'f1', 'support'}
+  assert 0 <= saved['expected_calibration_error'] <= 1
+  assert report['models'][0]['step'] == 20
+  for name in ('confusion_matrix.png', 'mistakes.png', 'reliability.png', 'training_curves.png'):
+    assert_png(os.path.join(trained, 'eval', name))
+
+
+def test_eval_of_an_earlier_checkpoint(trained, data):
+  report = evaluate.evaluate([trained], step=10, data=data['test'])
+  assert report['models'][0]['step'] == 10
+  with pytest.raises(UserError, match='No checkpoint for step 7'):
+    evaluate.evaluate([trained], step=7, data=data['test'])
+
+
+def test_eval_without_checkpoint(tmp_path, data):
+  (tmp_path / 'config.json').write_text(json.dumps(tiny.get_config().to_dict()))
+  with pytest.raises(UserError, match='No checkpoint'):
+    evaluate.evaluate([str(tmp_path)], data=data['test'])
+  with pytest.raises(UserError, match='config.json does not exist'):
+    evaluate.evaluate([str(tmp_path / 'nothing')], data=data['test'])
+
+
+def test_metric_functions():
+  labels = np.array([0, 0, 1, 1, 2])
+  predictions = np.array([0, 1, 1, 1, 0])
+  matrix = evaluate.confusion_matrix(labels, predictions, 3)
+  np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
+  scores = evaluate.per_class_scores(matrix, ['a', 'b', 'c'])
+  assert scores['a'] == {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'support': 2}
+  assert scores['b']['precision'] == pytest.approx(2 / 3) and scores['b']['recall'] == 1
+  assert scores['c'] == {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'support': 1}
+  # Always 90% sure and right 90% of the time: perfectly calibrated.
+  probs = np.tile([0.9, 0.1], (10, 1))
+  ece, _ = evaluate.calibration(probs, np.array([0] * 9 + [1]))
+  assert ece == pytest.approx(0.0, abs=1e-12)
+  ece, _ = evaluate.calibration(probs, np.array([1] * 10))  # Always wrong.
+  assert ece == pytest.approx(0.9)
+
+
+def _digit_files(folder):
+  folder.mkdir()
+  ring = Image.new('RGB', (90, 120), 'white')
+  ImageDraw.Draw(ring).ellipse((20, 10, 70, 110), outline='black', width=7)
+  ring.save(folder / 'ring.jpg')
+  ring.convert('P').save(folder / 'ring.gif')
+  (folder / 'broken.png').write_text('nope')
+  Image.new('L', (50, 50), 128).save(folder / 'blank.png')
+  (folder / 'empty.bmp').write_bytes(b'')
+  return folder
+
+
+def test_predict_files(trained, tmp_path):
+  folder = _digit_files(tmp_path / 'in')
+  out_dir = tmp_path / 'seen'
+  with open(tmp_path / 'out.jsonl', 'w') as out:
+    failed = predict.predict_files([str(folder)], trained, save_preprocessed=str(out_dir), out=out)
+  records = {os.path.basename(r['file']): r
+             for r in map(json.loads, open(tmp_path / 'out.jsonl'))}
+  assert failed == 3
+  assert set(records) == {'ring.jpg', 'ring.gif', 'broken.png', 'blank.png', 'empty.bmp'}
+  assert 'not a readable image' in records['broken.png']['error']
+  assert 'blank' in records['blank.png']['error']
+  assert 'empty' in records['empty.bmp']['error']
+  for name in ('ring.jpg', 'ring.gif'):
+    r = records[name]
+    assert len(r['probabilities']) == 10 and sum(r['probabilities']) == pytest.approx(1, abs=1e-3)
+    assert r['prediction'] == int(np.argmax(r['probabilities']))
+    assert r['confidence'] == max(r['probabilities'])
+  seen = sorted(os.listdir(out_dir))
+  assert len(seen) == 2 and all(s.endswith('.png') for s in seen)
+  assert np.asarray(Image.open(out_dir / seen[0])).shape == (28, 28)
+
+
+def test_predict_function_matches_files(trained, tmp_path):
+  folder = _digit_files(tmp_path / 'in')
+  probabilities = predict.predict([str(folder / 'ring.jpg'), Image.open(folder / 'ring.gif')],
+                                  trained)
+  assert probabilities.shape == (2, 10)
+  np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+
+
+def test_predict_cli_exit_code_and_json(trained, tmp_path):
+  folder = _digit_files(tmp_path / 'in')
+  command = [sys.executable, os.path.join(ROOT, 'main.py'), '--mode=predict',
+             f'--workdir={trained}', f'--images={folder / "ring.jpg"}']
+  ok = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert set(json.loads(ok.stdout)) == {'file', 'prediction', 'confidence', 'probabilities'}
+  bad = subprocess.run(command[:-1] + [f'--images={folder}'], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+  assert bad.returncode != 0 and 'could not be read' in bad.stderr
+  assert len(bad.stdout.strip().splitlines()) == 5
