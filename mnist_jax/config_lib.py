@@ -22,7 +22,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[key] not in allowed:
       raise UserError(f'--config.{key}={config[key]!r} is not supported; '
                       f'choose one of {", ".join(allowed)}.')
-  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate',
+  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate', 'steps_per_call',
               'checkpoint_every_epochs', 'keep_checkpoints', 'log_every_steps')
   for key in positive:
     if not config[key] > 0:

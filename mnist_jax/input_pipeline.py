@@ -96,10 +96,42 @@ def load(dataset: str, data_dir: Optional[str] = None,
   """Returns `{split: Split}` for an MNIST-format tfds dataset.
 
   Online, tfds downloads as usual. Offline, `manual_dir` names a folder with
-  the four official `.gz` files; `data_dir` is tfds's data folder.
+  the four official `.gz` files; `data_dir` is tfds's data folder. The first
+  read decodes both splits through tfds and keeps them as a .npz beside tfds's
+  data, so later runs start without importing TensorFlow (~8 s here).
   """
   if dataset not in CLASS_NAMES:
     raise UserError(f'Unknown dataset {dataset!r}; choose one of {tuple(CLASS_NAMES)}.')
+  cache = _cache_path(dataset, data_dir)
+  if os.path.isfile(cache):
+    with np.load(cache) as arrays:
+      if all(f'{s}_images' in arrays for s in splits):
+        return {s: Split(arrays[f'{s}_images'], arrays[f'{s}_labels']) for s in splits}
+  out = _load_with_tfds(dataset, data_dir, manual_dir)
+  _write_cache(cache, out)
+  return {s: out[s] for s in splits}
+
+
+def _cache_path(dataset: str, data_dir: Optional[str]) -> str:
+  """Where the decoded arrays are kept, beside tfds's own prepared copy."""
+  root = os.path.expanduser(data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets'))
+  return os.path.join(root, 'mnist_jax_arrays', f'{dataset}.npz')
+
+
+def _write_cache(path: str, splits: dict[str, Split]) -> None:
+  """Saves the arrays (atomically); a read-only data_dir just goes without."""
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp.npz'
+    np.savez_compressed(tmp, **{f'{s}_{k}': getattr(v, k) for s, v in splits.items()
+                     for k in ('images', 'labels')})
+    os.replace(tmp, path)
+  except OSError:
+    pass
+
+
+def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[str]):
+  """Every split of `dataset` through tfds: download or manual_dir, then decode."""
   if manual_dir is not None:
     manual_dir = os.path.expanduser(manual_dir)
     missing = [f for f in OFFICIAL_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
@@ -123,7 +155,7 @@ def load(dataset: str, data_dir: Optional[str] = None,
     except Exception as e:  # tfds raises many types for "no network / no file".
       raise UserError(_missing_data_message(dataset, manual_dir, e)) from e
   out = {}
-  for split in splits:
+  for split in ('train', 'test'):
     arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
     out[split] = Split(images=np.asarray(arrays['image'], np.uint8),
                        labels=np.asarray(arrays['label'], np.int32))

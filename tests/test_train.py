@@ -28,7 +28,7 @@ def test_train_step_lowers_loss_on_fixed_batch(tiny_config):
   losses = []
   for _ in range(20):
     sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
-    state, sums = step(state, sums, images, labels, perm)
+    state, sums = step(state, sums, images, labels, perm, 1)
     losses.append(float(sums[0] / sums[2]))
   assert int(state.step) == 20
   assert losses[-1] < 0.5 * losses[0], losses
@@ -158,3 +158,34 @@ def _restore_params(config, directory):
   _, state = train.init_state(config, tx, mesh)
   with checkpoints.Manager(str(directory), 3) as manager:
     return manager.restore(state).params
+
+
+def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
+  config = tiny_config
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=8)
+  graphdef, fresh = train.init_state(config, tx, mesh)
+  step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
+  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
+  perm = train.make_permutation(config)(1, len(labels))
+  zeros = lambda: (jnp.float32(0), jnp.int32(0), jnp.int32(0))
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)
+  looped, looped_sums = copy(fresh), zeros()
+  for _ in range(8):
+    looped, looped_sums = step(looped, looped_sums, images, labels, perm, 1)
+  scanned, scanned_sums = step(copy(fresh), zeros(), images, labels, perm, 8)
+  assert int(scanned.step) == int(looped.step) == 8
+  for a, b in zip(jax.tree.leaves(looped.params), jax.tree.leaves(scanned.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(looped_sums[0], scanned_sums[0], rtol=1e-5)
+  assert int(looped_sums[1]) == int(scanned_sums[1])
+
+
+def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 2
+  one = train.train_and_evaluate(tiny_config, str(tmp_path / 'one'), data=synthetic_data)
+  tiny_config.steps_per_call = 3  # 8 steps an epoch: calls of 3, 3 and 2.
+  three = train.train_and_evaluate(tiny_config, str(tmp_path / 'three'), data=synthetic_data)
+  assert three['step'] == one['step'] == 16
+  assert three['test_accuracy'] == pytest.approx(one['test_accuracy'], abs=0.01)
+  assert three['train_loss'] == pytest.approx(one['train_loss'], rel=1e-3)

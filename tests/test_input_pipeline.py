@@ -1,0 +1,46 @@
+"""Data loading, normalization and augmentation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import synthetic_split
+from mnist_jax import input_pipeline
+
+
+def test_arrays_are_cached_after_the_first_tfds_read(tmp_path, monkeypatch):
+  calls = []
+  splits = {'train': synthetic_split(20), 'test': synthetic_split(10, seed=1)}
+  monkeypatch.setattr(input_pipeline, '_load_with_tfds',
+                      lambda *args: calls.append(args) or splits)
+  first = input_pipeline.load('mnist', data_dir=str(tmp_path))
+  second = input_pipeline.load('mnist', data_dir=str(tmp_path), splits=('test',))
+  assert len(calls) == 1  # The second read came from the cache, without tfds.
+  assert set(second) == {'test'}
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(first[split].images, splits[split].images)
+  np.testing.assert_array_equal(second['test'].labels, splits['test'].labels)
+  assert second['test'].images.dtype == np.uint8
+  assert (tmp_path / 'mnist_jax_arrays' / 'mnist.npz').is_file()
+
+
+def test_normalize_uses_dataset_statistics():
+  images = np.array([0, 255], np.uint8)
+  mean, std = input_pipeline.PIXEL_STATS['mnist']
+  np.testing.assert_allclose(input_pipeline.normalize(images, 'mnist'),
+                             [-mean / std, (1 - mean) / std], rtol=1e-6)
+
+
+def test_random_shift_moves_content_and_keeps_shapes():
+  images = np.zeros((64, 28, 28, 1), np.uint8)
+  images[:, 10:18, 10:18] = 255  # An 8x8 square, away from the borders.
+  shifted = np.asarray(input_pipeline.random_shift(jnp.asarray(images), jax.random.key(0), 2))
+  assert shifted.shape == images.shape and shifted.dtype == np.uint8
+  offsets = set()
+  for image in shifted:
+    ys, xs = np.nonzero(image[..., 0])
+    assert len(ys) == 64  # Nothing lost: the square moved, whole.
+    offsets.add((ys.min() - 10, xs.min() - 10))
+  assert all(-2 <= dy <= 2 and -2 <= dx <= 2 for dy, dx in offsets)
+  assert len(offsets) > 10  # Different shifts for different images.
