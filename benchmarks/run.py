@@ -31,13 +31,22 @@ flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('steps', 50, 'Timed training steps per config.')
 flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')
 flags.DEFINE_float('target', 0.99, 'Test accuracy for time-to-accuracy.')
+flags.DEFINE_multi_string('set', [], 'KEY=VALUE config overrides for every config run, '
+                          'as --config.KEY=VALUE would give them.')
 FLAGS = flags.FLAGS
 
 
 def load_config(name):
   import importlib  # pylint: disable=g-import-not-at-top
+  import ast  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config()
   config.manual_dir, config.data_dir = FLAGS.manual_dir, FLAGS.data_dir
+  for item in FLAGS.set:
+    key, value = item.split('=', 1)
+    try:
+      config[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      config[key] = value
   return config
 
 
@@ -90,6 +99,7 @@ def full_run(name) -> dict:
            f'--config={os.path.join(ROOT, "configs", name + ".py")}']
     cmd += [f'--config.manual_dir={FLAGS.manual_dir}'] if FLAGS.manual_dir else []
     cmd += [f'--config.data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else []
+    cmd += [f'--config.{item}' for item in FLAGS.set]
     start = time.time()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, stderr = child.communicate()
@@ -123,7 +133,7 @@ def main(_):
     result = throughput(load_config(name), data)
     if FLAGS.full_runs:
       result.update(full_run(name))
-    results['configs'][name] = result
+    results['configs'][name + ''.join(f' {s}' for s in FLAGS.set)] = result
     print(f'{name}: {result}', file=sys.stderr)
   print(json.dumps(results, indent=2))
 

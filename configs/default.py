@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation, logging and checkpoints.
   config.eval_batch_size = 1000
+  # A folder for XLA's persistent compilation cache (None: off); a second run
+  # with the same shapes then skips compilation.
+  config.compilation_cache_dir = config_dict.placeholder(str)
   # Train steps per jitted call (a lax.scan when > 1): 1 is fastest on CPU.
   config.steps_per_call = 1
   config.log_every_steps = 100

@@ -11,7 +11,9 @@ import optax
 import pytest
 
 from conftest import synthetic_split
-from mnist_jax import checkpoints, config_lib, train
+from flax import nnx
+
+from mnist_jax import checkpoints, config_lib, input_pipeline, train
 from mnist_jax.errors import UserError
 
 
@@ -41,14 +43,14 @@ def test_evaluation_counts_every_example_once(tiny_config):
   tx = train.create_optimizer(tiny_config, 10)
   graphdef, state = train.init_state(tiny_config, tx, mesh)
   evaluator = train.Evaluator(graphdef, split, 'mnist', 50, mesh)
-  logits = evaluator.logits(state.params, state.model_state)
-  assert logits.shape == (203, 10)
-  from flax import nnx  # pylint: disable=g-import-not-at-top
   model = nnx.merge(graphdef, state.params, state.model_state)
-  from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  direct = model(input_pipeline.normalize(jnp.asarray(split.images), 'mnist'))
+  # Full float32: GPUs otherwise run float32 convolutions in TF32.
+  with jax.default_matmul_precision('highest'):
+    logits = evaluator.logits(state.params, state.model_state)
+    direct = model(input_pipeline.normalize(jnp.asarray(split.images), 'mnist'))
+    metrics = evaluator.metrics(state.params, state.model_state)
+  assert logits.shape == (203, 10)
   np.testing.assert_allclose(logits, direct, rtol=1e-4, atol=1e-4)
-  metrics = evaluator.metrics(state.params, state.model_state)
   expected = np.mean(np.argmax(direct, -1) == split.labels)
   assert metrics['test_accuracy'] == pytest.approx(expected)
 
