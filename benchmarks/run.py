@@ -6,7 +6,7 @@
 Per config: training images/s (steady state, after compilation), eval images/s
 over the 10,000 test images, compile time of the train step. With
 --full_runs, also the real command (`main.py`, a fresh workdir) as a child
-process: wall time to the first evaluation at >= 99% test accuracy (measured
+process: wall time to the first evaluation at >= 99% (and 99.5%) test accuracy (measured
 from the command's start, so imports, data loading and compilation count),
 final accuracy, total wall time and peak resident memory.
 """
@@ -30,7 +30,7 @@ flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz
 flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('steps', 50, 'Timed training steps per config.')
 flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')
-flags.DEFINE_float('target', 0.99, 'Test accuracy for time-to-accuracy.')
+flags.DEFINE_list('targets', ['0.99', '0.995'], 'Test accuracies for time-to-accuracy.')
 flags.DEFINE_multi_string('set', [], 'KEY=VALUE config overrides for every config run, '
                           'as --config.KEY=VALUE would give them.')
 FLAGS = flags.FLAGS
@@ -68,7 +68,7 @@ def throughput(config, data) -> dict:
   perm = train.make_permutation(config)(1, len(data['train']))
   sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
 
-  k = config.steps_per_call
+  k = train.resolve_steps_per_call(config, steps)
   calls = max(1, FLAGS.steps // k)
   start = time.perf_counter()
   state, sums = step(state, sums, images, labels, perm, k)
@@ -82,11 +82,11 @@ def throughput(config, data) -> dict:
 
   evaluator = train.Evaluator(graphdef, data['test'], config.dataset,
                               config.eval_batch_size, mesh)
-  jax.block_until_ready(evaluator.logits(state.params, state.model_state))
+  jax.block_until_ready(evaluator.logits(state.eval_params, state.model_state))
   start = time.perf_counter()
   repeats = 3
   for _ in range(repeats):
-    jax.block_until_ready(evaluator.logits(state.params, state.model_state))
+    jax.block_until_ready(evaluator.logits(state.eval_params, state.model_state))
   eval_rate = repeats * evaluator.num_examples / (time.perf_counter() - start)
   return {'train_images_per_s': round(train_rate), 'eval_images_per_s': round(eval_rate),
           'train_step_compile_s': round(compile_s, 2)}
@@ -109,10 +109,13 @@ def full_run(name) -> dict:
       return {'error': stderr[-2000:]}
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
       lines = [json.loads(l) for l in f]
-  reached = [l for l in lines if l['test_accuracy'] >= FLAGS.target]
+  result = {}
+  for target in map(float, FLAGS.targets):
+    reached = [l for l in lines if l['test_accuracy'] >= target]
+    result[f'time_to_{target:g}_s'] = reached[0]['elapsed_s'] if reached else None
+    result[f'epoch_to_{target:g}'] = reached[0]['epoch'] if reached else None
   return {
-      f'time_to_{FLAGS.target:g}_s': reached[0]['elapsed_s'] if reached else None,
-      f'epoch_to_{FLAGS.target:g}': reached[0]['epoch'] if reached else None,
+      **result,
       'final_test_accuracy': lines[-1]['test_accuracy'],
       'best_test_accuracy': max(l['test_accuracy'] for l in lines),
       'epochs': lines[-1]['epoch'],

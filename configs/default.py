@@ -9,6 +9,8 @@ Measured on a 2-core AMD EPYC CPU (no GPU), JAX 0.10.2, machine otherwise idle,
   99.0% first reached after epoch 6, 71.7 s after the command started;
   5,747 training images/s, 16,962 eval images/s.
 The same seed gave 99.47% in every run here (3 runs, 162-214 s wall).
+On one NVIDIA H100 (JAX 0.11.2): 632,384 training images/s (a whole epoch per
+jitted call), 99.0% after 18.9 s, final 99.44%, 22.2 s wall.
 """
 
 import ml_collections
@@ -25,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Augmentation, on the device: random shifts of up to this many pixels.
   config.augment_shift = 2
+  # Random rotation (degrees) and scaling (1 +/- fraction); 0 and 0: shifts only.
+  config.augment_rotation = 0.0
+  config.augment_scale = 0.0
 
   # Model.
   config.model = 'cnn'
@@ -46,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.momentum = 0.9  # sgd only.
   config.weight_decay = 0.0
   config.label_smoothing = 0.0
+  # Decay of the exponential moving average of the weights that evaluation
+  # uses; 0: no averaging.
+  config.ema_decay = 0.0
   config.batch_size = 128
   config.num_epochs = 15
   # Steps per epoch; None: the whole training set (the last partial batch is
@@ -58,8 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # A folder for XLA's persistent compilation cache (None: off); a second run
   # with the same shapes then skips compilation.
   config.compilation_cache_dir = config_dict.placeholder(str)
-  # Train steps per jitted call (a lax.scan when > 1): 1 is fastest on CPU.
-  config.steps_per_call = 1
+  # Train steps per jitted call (a lax.scan when > 1); 0: automatic, one on
+  # CPU, a whole epoch on GPU/TPU (what measured fastest on each).
+  config.steps_per_call = 0
   config.log_every_steps = 100
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 3

@@ -22,7 +22,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[key] not in allowed:
       raise UserError(f'--config.{key}={config[key]!r} is not supported; '
                       f'choose one of {", ".join(allowed)}.')
-  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate', 'steps_per_call',
+  if config.steps_per_call < 0:
+    raise UserError(f'--config.steps_per_call must be >= 0 (0: automatic), got {config.steps_per_call}.')
+  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate',
               'checkpoint_every_epochs', 'keep_checkpoints', 'log_every_steps')
   for key in positive:
     if not config[key] > 0:
@@ -30,6 +32,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('dropout_rate', 'label_smoothing'):
     if not 0 <= config[key] < 1:
       raise UserError(f'--config.{key} must be in [0, 1), got {config[key]!r}.')
+  if not 0 <= config.ema_decay < 1:
+    raise UserError(f'--config.ema_decay must be in [0, 1), got {config.ema_decay!r}.')
+  if not (0 <= config.augment_rotation <= 180 and 0 <= config.augment_scale < 1):
+    raise UserError('--config.augment_rotation must be in [0, 180] degrees and '
+                    '--config.augment_scale in [0, 1).')
   if not 0 <= config.augment_shift <= 8:
     raise UserError(f'--config.augment_shift must be in [0, 8] pixels, got {config.augment_shift}.')
   if config.weight_decay < 0 or config.warmup_epochs < 0:

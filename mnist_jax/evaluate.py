@@ -58,7 +58,7 @@ def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=No
   """Softmax outputs of a workdir's checkpoint on every test image, and its step."""
   graphdef, state, mesh = train.restore_trained(workdir, config, step)
   evaluator = train.Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
-  logits = evaluator.logits(state.params, state.model_state)
+  logits = evaluator.logits(state.eval_params, state.model_state)
   return np.asarray(jax.nn.softmax(logits)), int(state.step)
 
 

@@ -79,6 +79,37 @@ def random_shift(images, key, max_shift: int):
   return jax.vmap(crop)(padded, offsets)
 
 
+def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_shift: float):
+  """Random rotation, scaling and shift of each image (bilinear, zeros fill in).
+
+  Rotation in [-max_rotation_deg, max_rotation_deg], scale in
+  [1 / (1 + max_scale), 1 + max_scale], shift in [-max_shift, max_shift] pixels
+  on each axis, all about the image centre. Runs on the device; labels are
+  unchanged. Returns float32 in the input's value range.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n, h, w, _ = images.shape
+  k_angle, k_scale, k_shift = jax.random.split(key, 3)
+  angle = jnp.deg2rad(jax.random.uniform(k_angle, (n,), minval=-max_rotation_deg,
+                                         maxval=max_rotation_deg))
+  log_scale = jnp.log1p(max_scale)
+  scale = jnp.exp(jax.random.uniform(k_scale, (n,), minval=-log_scale, maxval=log_scale))
+  shift = jax.random.uniform(k_shift, (n, 2), minval=-max_shift, maxval=max_shift)
+  cy, cx = (h - 1) / 2, (w - 1) / 2
+  oy, ox = jnp.meshgrid(jnp.arange(h) - cy, jnp.arange(w) - cx, indexing='ij')
+
+  def warp(image, angle, scale, shift):
+    # Where each output pixel comes from: the inverse transform.
+    y, x = oy - shift[0], ox - shift[1]
+    cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
+    sy, sx = cos * y - sin * x + cy, sin * y + cos * x + cx
+    return jax.scipy.ndimage.map_coordinates(image[..., 0].astype(jnp.float32), [sy, sx],
+                                             order=1, mode='constant', cval=0.0)[..., None]
+
+  return jax.vmap(warp)(images, angle, scale, shift)
+
+
 def _missing_data_message(dataset: str, manual_dir: Optional[str], cause) -> str:
   where = (f'--config.manual_dir={manual_dir} is missing '
            f'{", ".join(f for f in OFFICIAL_FILES if not os.path.exists(os.path.join(manual_dir, f)))}'

@@ -283,7 +283,7 @@ class Predictor:
     from mnist_jax import config_lib, input_pipeline, train  # pylint: disable=g-import-not-at-top
     config = config_lib.load_saved(workdir)
     graphdef, state, _ = train.restore_trained(workdir, config, step)
-    model = nnx.merge(graphdef, state.params, state.model_state)
+    model = nnx.merge(graphdef, state.eval_params, state.model_state)
     apply = jax.jit(lambda x: jax.nn.softmax(model(input_pipeline.normalize(x, config.dataset))))
     return cls(config, apply)
 

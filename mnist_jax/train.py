@@ -36,6 +36,13 @@ class TrainState:
   params: Any  # nnx.State of nnx.Param.
   model_state: Any  # nnx.State of everything else (batch-norm statistics).
   opt_state: Any
+  # Exponential moving average of params (config.ema_decay), or None.
+  ema_params: Any
+
+  @property
+  def eval_params(self):
+    """The weights evaluation and prediction use: the average where there is one."""
+    return self.params if self.ema_params is None else self.ema_params
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -53,6 +60,17 @@ def seed_keys(seed: int):
 def steps_per_epoch(config, num_train: int = NUM_TRAIN_IMAGES) -> int:
   full = num_train // config.batch_size
   return min(full, config.train_steps_per_epoch) if config.train_steps_per_epoch else full
+
+
+def resolve_steps_per_call(config, steps: int) -> int:
+  """config.steps_per_call, where 0 means: what was measured fastest here.
+
+  On a 2-core CPU one step per call ran ~3-10x faster than a lax.scan of
+  several; on an H100 a scan of a whole epoch ran ~3x faster than single steps.
+  """
+  if config.steps_per_call:
+    return config.steps_per_call
+  return 1 if jax.default_backend() == 'cpu' else steps
 
 
 def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
@@ -78,8 +96,9 @@ def init_state(config, tx, mesh):
   init_key, _, _ = seed_keys(config.seed)
   model = models.create_model(config, seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
   graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     model_state=model_state, opt_state=tx.init(params))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                     opt_state=tx.init(params),
+                     ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
   return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
 
 
@@ -98,6 +117,13 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
   reads the sums.
   """
   _, _, dropout_key = seed_keys(config.seed)  # Dropout and augmentation.
+  decay = config.ema_decay
+
+  def ema_update(ema, params):
+    if ema is None:
+      return None
+    return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+
   batch_sharding = NamedSharding(mesh, P('data'))
   bs = config.batch_size
 
@@ -105,7 +131,10 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
     key, augment_key = jax.random.split(jax.random.fold_in(dropout_key, state.step))
     x = images[idx]
-    if config.augment_shift:
+    if config.augment_rotation or config.augment_scale:
+      x = input_pipeline.random_affine(x, augment_key, config.augment_rotation,
+                                       config.augment_scale, config.augment_shift)
+    elif config.augment_shift:
       x = input_pipeline.random_shift(x, augment_key, config.augment_shift)
     x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, dataset), batch_sharding)
     y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)
@@ -118,9 +147,9 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
 
     grads, (loss, correct, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(step=state.step + 1,
-                          params=optax.apply_updates(state.params, updates),
-                          model_state=model_state, opt_state=opt_state)
+    params = optax.apply_updates(state.params, updates)
+    state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                          opt_state=opt_state, ema_params=ema_update(state.ema_params, params))
     sums = (sums[0] + loss.sum(), sums[1] + correct.sum(), sums[2] + bs)
     return state, sums
 
@@ -271,6 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     labels = jax.device_put(train.labels, replicated)
     train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
     permutation = make_permutation(config)
+    steps_per_call = resolve_steps_per_call(config, steps)
     evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
 
     metrics = _last_metrics(metrics_path)
@@ -280,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
       tick, tick_step, done = time.time(), 0, 0
       while done < steps:
-        num_steps = min(config.steps_per_call, steps - done)
+        num_steps = min(steps_per_call, steps - done)
         state, sums = train_step(state, sums, images, labels, perm, num_steps)
         done += num_steps
         if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
@@ -295,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       metrics = {'epoch': epoch, 'step': int(state.step),
                  'train_loss': float(loss_sum / count),
                  'train_accuracy': float(correct / count),
-                 **evaluator.metrics(state.params, state.model_state),
+                 **evaluator.metrics(state.eval_params, state.model_state),
                  'elapsed_s': round(time.time() - start_time, 2)}
       logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
                    epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],

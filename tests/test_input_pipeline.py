@@ -44,3 +44,25 @@ def test_random_shift_moves_content_and_keeps_shapes():
     offsets.add((ys.min() - 10, xs.min() - 10))
   assert all(-2 <= dy <= 2 and -2 <= dx <= 2 for dy, dx in offsets)
   assert len(offsets) > 10  # Different shifts for different images.
+
+
+def test_random_affine_with_no_change_is_identity():
+  images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype(np.uint8)
+  out = input_pipeline.random_affine(jnp.asarray(images), jax.random.key(0), 0.0, 0.0, 0.0)
+  np.testing.assert_allclose(out, images, atol=1e-3)
+
+
+def test_random_affine_rotates_and_keeps_the_digit_in_frame():
+  images = np.zeros((32, 28, 28, 1), np.uint8)
+  images[:, 6:22, 12:16] = 255  # A vertical bar: a '1'.
+  out = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(1),
+                                                30.0, 0.1, 2.0))
+  assert out.shape == images.shape
+  mass = out.sum(axis=(1, 2, 3))
+  np.testing.assert_allclose(mass, images[0].sum() * np.ones(32), rtol=0.25)  # Scale <= 1.1^2.
+  assert not np.allclose(out[0], out[1])  # Each image has its own transform.
+  # The bar's orientation changes: the second moments of the pixel mass differ.
+  def tilt(image):
+    ys, xs = np.nonzero(image[..., 0] > 64)
+    return np.corrcoef(ys, xs)[0, 1]
+  assert np.ptp([tilt(o) for o in out]) > 0.5

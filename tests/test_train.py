@@ -192,3 +192,32 @@ def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp
   assert three['step'] == one['step'] == 16
   assert three['test_accuracy'] == pytest.approx(one['test_accuracy'], abs=0.01)
   assert three['train_loss'] == pytest.approx(one['train_loss'], rel=1e-3)
+
+
+def test_ema_follows_its_update_rule(tiny_config, synthetic_data):
+  config = tiny_config
+  config.ema_decay = 0.9
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=8)
+  graphdef, state = train.init_state(config, tx, mesh)
+  step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
+  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
+  perm = jnp.arange(len(labels))
+  sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
+  ema_before = jax.tree.map(np.asarray, state.ema_params)
+  new, _ = step(state, sums, images, labels, perm, 1)
+  for before, p, e in zip(jax.tree.leaves(ema_before), jax.tree.leaves(new.params),
+                          jax.tree.leaves(new.ema_params)):
+    np.testing.assert_allclose(e, 0.9 * before + 0.1 * np.asarray(p), rtol=1e-6, atol=1e-7)
+  assert new.eval_params is new.ema_params
+
+
+def test_ema_run_resumes_exactly(tiny_config, synthetic_data, tmp_path):
+  tiny_config.ema_decay = 0.8
+  tiny_config.num_epochs = 2
+  full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'), data=synthetic_data)
+  shutil.copytree(tmp_path / 'full', tmp_path / 'crashed')
+  shutil.rmtree(tmp_path / 'crashed' / 'checkpoints' / '16')
+  resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'crashed'), data=synthetic_data)
+  assert {k: v for k, v in resumed.items() if k != 'elapsed_s'} == {
+      k: v for k, v in full.items() if k != 'elapsed_s'}
