@@ -1,7 +1,7 @@
 """Measures speed and time-to-accuracy of configs; prints one JSON object.
 
   python benchmarks/run.py --configs=default,mlp \
-      --manual_dir=../shared/datasets/mnist [--full_runs]
+      --manual_dir=../shared/datasets/mnist [--full_runs] [--compare]
 
 Per config: training images/s (steady state, after compilation), eval images/s
 over the 10,000 test images, compile time of the train step. With
@@ -30,6 +30,8 @@ flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz
 flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('steps', 50, 'Timed training steps per config.')
 flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')
+flags.DEFINE_bool('compare', False, 'Also run configs/flax_example.py (the official Flax '
+                  'example through this pipeline) and report speed ratios against it.')
 flags.DEFINE_list('targets', ['0.99', '0.995'], 'Test accuracies for time-to-accuracy.')
 flags.DEFINE_multi_string('set', [], 'KEY=VALUE config overrides for every config run, '
                           'as --config.KEY=VALUE would give them.')
@@ -132,12 +134,18 @@ def main(_):
   results = {'hardware': {'platform': platform.platform(), 'processor': _cpu_name(),
                           'cpus': os.cpu_count(), 'jax_devices': [str(d) for d in jax.devices()]},
              'configs': {}}
-  for name in FLAGS.configs:
+  names = FLAGS.configs + (['flax_example'] if FLAGS.compare else [])
+  for name in names:
     result = throughput(load_config(name), data)
     if FLAGS.full_runs:
       result.update(full_run(name))
     results['configs'][name + ''.join(f' {s}' for s in FLAGS.set)] = result
     print(f'{name}: {result}', file=sys.stderr)
+  if FLAGS.compare:
+    reference = results['configs'][next(k for k in results['configs'] if k.startswith('flax_example'))]
+    for result in results['configs'].values():
+      result['train_speed_vs_flax_example'] = round(
+          result['train_images_per_s'] / reference['train_images_per_s'], 2)
   print(json.dumps(results, indent=2))
 
 

@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 3e-3
   config.schedule = 'onecycle'
   config.warmup_epochs = 1.0  # cosine only; onecycle warms up for 30% of training.
-  config.momentum = 0.9  # sgd only.
+  config.momentum = 0.9  # sgd and nesterov only.
   config.weight_decay = 0.0
   config.label_smoothing = 0.0
   # Decay of the exponential moving average of the weights that evaluation

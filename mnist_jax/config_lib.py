@@ -7,7 +7,7 @@ import ml_collections
 
 from mnist_jax.errors import UserError
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov')
 SCHEDULES = ('constant', 'cosine', 'onecycle')
 DTYPES = ('float32', 'bfloat16')
 

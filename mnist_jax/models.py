@@ -90,7 +90,31 @@ class MLP(nnx.Module):
     return self.head(x).astype(jnp.float32)
 
 
-MODELS = ('cnn', 'mlp')
+class FlaxExampleCNN(nnx.Module):
+  """The official Flax `examples/mnist` CNN, for side-by-side comparisons.
+
+  conv 3x3 (32) -> ReLU -> 2x2 average pool -> conv 3x3 (64) -> ReLU -> 2x2
+  average pool -> dense 256 -> ReLU -> dense 10.
+  """
+
+  def __init__(self, *, dtype, rngs: nnx.Rngs):
+    self.dtype = dtype
+    self.conv1 = nnx.Conv(1, 32, kernel_size=(3, 3), dtype=dtype, rngs=rngs)
+    self.conv2 = nnx.Conv(32, 64, kernel_size=(3, 3), dtype=dtype, rngs=rngs)
+    self.dense = nnx.Linear(7 * 7 * 64, 256, dtype=dtype, rngs=rngs)
+    self.head = nnx.Linear(256, NUM_CLASSES, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x, *, train: bool = False, key=None):
+    del train, key  # No dropout or batch norm.
+    pool = lambda y: y.reshape(y.shape[0], y.shape[1] // 2, 2, y.shape[2] // 2, 2,
+                               y.shape[3]).mean(axis=(2, 4))
+    x = pool(nnx.relu(self.conv1(x.astype(self.dtype))))
+    x = pool(nnx.relu(self.conv2(x)))
+    x = nnx.relu(self.dense(x.reshape(x.shape[0], -1)))
+    return self.head(x).astype(jnp.float32)
+
+
+MODELS = ('cnn', 'mlp', 'flax_example_cnn')
 
 
 def create_model(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
@@ -104,4 +128,6 @@ def create_model(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
   if config.model == 'mlp':
     return MLP(tuple(config.hidden_features), config.dropout_rate,
                dtype=dtype, rngs=rngs)
+  if config.model == 'flax_example_cnn':
+    return FlaxExampleCNN(dtype=dtype, rngs=rngs)
   raise UserError(f'Unknown model {config.model!r}; choose one of {MODELS}.')

@@ -88,7 +88,8 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   if config.optimizer == 'adamw':
     return optax.adamw(schedule, weight_decay=config.weight_decay)
   return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(schedule, momentum=config.momentum, nesterov=True))
+                     optax.sgd(schedule, momentum=config.momentum,
+                               nesterov=config.optimizer == 'nesterov'))
 
 
 def init_state(config, tx, mesh):

@@ -22,7 +22,7 @@ def run_main(*args, timeout=300):
     (['--config=configs/nope.py'], 'no such file'),
     (['--config.batch_size=-4'], 'batch_size must be positive'),
     (['--config.learning_rate=0'], 'learning_rate must be positive'),
-    (['--config.model=transformer'], 'choose one of cnn, mlp'),
+    (['--config.model=transformer'], 'choose one of cnn, mlp, flax_example_cnn'),
 ])
 def test_bad_config_is_one_message(tmp_path, args, message):
   result = run_main(f'--workdir={tmp_path}', *args)

@@ -1,0 +1,27 @@
+"""The official Flax `examples/mnist`, re-implemented through this pipeline.
+
+Its CNN (models.FlaxExampleCNN) and hyper-parameters: SGD with momentum 0.9 at
+a constant learning rate of 0.1, batch 128, 10 epochs, no augmentation or
+dropout. For side-by-side speed comparisons:
+
+  python benchmarks/run.py --compare
+
+Measured: see README.
+"""
+
+from configs import default
+
+
+def get_config():
+  """The Flax example's model and hyper-parameters."""
+  config = default.get_config()
+  config.model = 'flax_example_cnn'
+  config.optimizer = 'sgd'
+  config.learning_rate = 0.1
+  config.momentum = 0.9
+  config.schedule = 'constant'
+  config.batch_size = 128
+  config.num_epochs = 10
+  config.augment_shift = 0
+  config.dropout_rate = 0.0
+  return config
