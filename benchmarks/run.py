@@ -139,7 +139,10 @@ def main(_):
     result = throughput(load_config(name), data)
     if FLAGS.full_runs:
       result.update(full_run(name))
-    results['configs'][name + ''.join(f' {s}' for s in FLAGS.set)] = result
+    key = name + ''.join(f' {s}' for s in FLAGS.set)
+    while key in results['configs']:  # The same config again: e.g. a warm cache.
+      key += ' (again)'
+    results['configs'][key] = result
     print(f'{name}: {result}', file=sys.stderr)
   if FLAGS.compare:
     reference = results['configs'][next(k for k in results['configs'] if k.startswith('flax_example'))]

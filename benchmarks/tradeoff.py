@@ -1,0 +1,72 @@
+"""Test accuracy against wall time, from the measured results in benchmarks/results/.
+
+  python benchmarks/tradeoff.py   # writes benchmarks/results/tradeoff.png, prints the table
+
+Each point is one measured run of a whole command (start-up and compilation
+included); nothing here is estimated.
+"""
+
+import json
+import os
+
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
+
+
+def points():
+  """(hardware, config, wall seconds, final test accuracy, spread) of the measured runs.
+
+  Several seeds of one config become one point: their means, and the spread
+  (standard deviation) of their accuracy.
+  """
+  out = []
+  for name in sorted(os.listdir(RESULTS)):
+    if not name.endswith('.json'):
+      continue
+    with open(os.path.join(RESULTS, name)) as f:
+      data = json.load(f)
+    hardware = 'H100' if name.startswith('h100') else '2-core CPU'
+    for config, r in data.get('configs', {}).items():
+      if 'wall_s' in r and ' ' not in config and config != 'tiny':  # tiny: for tests.
+        out.append((hardware, config, r['wall_s'], r['final_test_accuracy'], 0.0))
+    seeds = list(data.get('final', {}).values())
+    if seeds:
+      accuracy = np.array([r['test_accuracy'] for r in seeds])
+      out.append((hardware, f'{data["config"][8:-3]} ({len(seeds)} seeds)',
+                  float(np.mean([r['elapsed_s'] for r in seeds])), float(accuracy.mean()),
+                  float(accuracy.std())))
+  return out
+
+
+def main():
+  rows = points()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for hardware, marker in (('2-core CPU', 'o'), ('H100', 's')):
+    mine = [r for r in rows if r[0] == hardware]
+    ax.errorbar([r[2] for r in mine], [100 * r[3] for r in mine], yerr=[100 * r[4] for r in mine],
+                fmt=marker, capsize=3, label=hardware)
+    for _, config, wall, accuracy, _ in mine:
+      ax.annotate(config, (wall, 100 * accuracy), fontsize=7, xytext=(4, 2),
+                  textcoords='offset points')
+  ax.set_xscale('log')
+  ax.set_xlabel('wall time of the whole command (s, log scale)')
+  ax.set_ylabel('final test accuracy (%)')
+  ax.set_title('Accuracy against time, measured')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  path = os.path.join(RESULTS, 'tradeoff.png')
+  fig.savefig(path, dpi=100, bbox_inches='tight')
+  print('| hardware | config | wall time | test accuracy |\n| --- | --- | --- | --- |')
+  for hardware, config, wall, accuracy, spread in sorted(rows, key=lambda r: (r[0], r[2])):
+    plus = f' ± {100 * spread:.3f}' if spread else ''
+    print(f'| {hardware} | `{config}` | {wall:.1f} s | {100 * accuracy:.3f}%{plus} |')
+  print(f'\nWrote {path}')
+
+
+if __name__ == '__main__':
+  main()
