@@ -7,7 +7,6 @@ each epoch (from the epoch number) and dropout (from the step number), which is
 what makes a resumed run end exactly where an uninterrupted one would.
 """
 
-import functools
 import json
 import os
 import time
@@ -66,7 +65,7 @@ def resolve_steps_per_call(config, steps: int) -> int:
   """config.steps_per_call, where 0 means: what was measured fastest here.
 
   On a 2-core CPU one step per call ran ~3-10x faster than a lax.scan of
-  several; on an H100 a scan of a whole epoch ran ~3x faster than single steps.
+  several; on an H100 a scan of a whole epoch ran 2.1x faster than single steps.
   """
   if config.steps_per_call:
     return config.steps_per_call
@@ -160,9 +159,8 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     body = lambda carry, _: (step_fn(*carry, images, labels, perm), None)
     return jax.lax.scan(body, (state, sums), length=num_steps)[0]
 
-  # Each call runs `num_steps` steps: 1 is a plain step; more fuse them into one
-  # `lax.scan`, which saves dispatches on accelerators but ran ~10x slower per
-  # step on a 2-core CPU. Measure per backend (config.steps_per_call).
+  # num_steps is static: at most two compilations a run (the last call of an
+  # epoch may be shorter). See resolve_steps_per_call.
   return jax.jit(steps_fn, donate_argnums=(0, 1), static_argnums=5)
 
 
@@ -174,7 +172,7 @@ def make_permutation(config):
 
 
 class Evaluator:
-  """Exact evaluation: the last batch is padded and masked, never dropped."""
+  """Exact evaluation: the last batch is padded, and the padding's logits dropped."""
 
   def __init__(self, graphdef, split: input_pipeline.Split, dataset: str,
                batch_size: int, mesh):
