@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from conftest import ROOT, synthetic_split
 from configs import tiny
-from mnist_jax import evaluate, explore, predict, train
+from mnist_jax import config_lib, evaluate, explore, predict, train
 from mnist_jax.errors import UserError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -158,3 +158,23 @@ def test_predict_cli_exit_code_and_json(trained, tmp_path):
                        timeout=300, cwd=ROOT)
   assert bad.returncode != 0 and 'could not be read' in bad.stderr
   assert len(bad.stdout.strip().splitlines()) == 5
+
+
+def test_ensemble_averages_probabilities(trained, data, tmp_path):
+  config = tiny.get_config()
+  config.train_steps_per_epoch = 10
+  config.seed = 1
+  second = str(tmp_path / 'second')
+  train.train_and_evaluate(config, second, data=data)
+  members = [evaluate.test_probabilities(w, config_lib.load_saved(w), data['test'])[0]
+             for w in (trained, second)]
+  report = evaluate.evaluate([trained, second], data=data['test'])
+  expected = np.mean(np.argmax((members[0] + members[1]) / 2, axis=1) == data['test'].labels)
+  assert report['test_accuracy'] == pytest.approx(expected)
+  assert [m['test_accuracy'] for m in report['models']] == pytest.approx(
+      [np.mean(p.argmax(1) == data['test'].labels) for p in members])
+  assert os.path.isfile(os.path.join(trained, 'eval_ensemble', 'report.json'))
+  config.dataset = 'fashion_mnist'
+  train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
+  with pytest.raises(UserError, match='an ensemble needs one dataset'):
+    evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data['test'])
