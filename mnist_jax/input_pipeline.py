@@ -110,10 +110,18 @@ def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_sh
   return jax.vmap(warp)(images, angle, scale, shift)
 
 
+def _missing_files(manual_dir: str) -> list[str]:
+  return [f for f in OFFICIAL_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
+
+
 def _missing_data_message(dataset: str, manual_dir: Optional[str], cause) -> str:
-  where = (f'--config.manual_dir={manual_dir} is missing '
-           f'{", ".join(f for f in OFFICIAL_FILES if not os.path.exists(os.path.join(manual_dir, f)))}'
-           if manual_dir else 'no --config.manual_dir was given and tfds could not download it')
+  missing = _missing_files(manual_dir) if manual_dir else []
+  if not manual_dir:
+    where = 'no --config.manual_dir was given and tfds could not download it'
+  elif missing:
+    where = f'--config.manual_dir={manual_dir} is missing {", ".join(missing)}'
+  else:
+    where = f'tfds could not prepare the files in --config.manual_dir={manual_dir}'
   return (
       f'Could not prepare the {dataset!r} dataset: {where}. '
       f'Without network access, put the four official files ({", ".join(OFFICIAL_FILES)}) '
@@ -165,10 +173,9 @@ def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[
   """Every split of `dataset` through tfds: download or manual_dir, then decode."""
   if manual_dir is not None:
     manual_dir = os.path.expanduser(manual_dir)
-    missing = [f for f in OFFICIAL_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
-    if missing:
+    if _missing_files(manual_dir):  # The message names them.
       raise UserError(_missing_data_message(dataset, manual_dir, FileNotFoundError(
-          f'{len(missing)} of the 4 files not found in {manual_dir}')))
+          f'files not found in {manual_dir}')))
   # TensorFlow costs seconds to import: only the data loading pays for it.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
