@@ -4,7 +4,6 @@ Everything lives in importable `mnist_jax` modules; this file only parses
 flags, routes to a mode and turns user mistakes into one readable message.
 """
 
-import logging as std_logging
 import os
 import sys
 import time
@@ -41,6 +40,15 @@ flags.DEFINE_multi_string('images', [], 'predict: image files or folders (repeat
                           'several paths may follow one --images).')
 flags.DEFINE_string('save_preprocessed', None,
                     'predict: folder for the 28x28 images the model saw.')
+flags.DEFINE_bool('multihost', None, 'train as one of several processes (jax.distributed). '
+                  'Default: on where the environment says so (SLURM, Open MPI, TPU pod '
+                  'workers, JAX_COORDINATOR_ADDRESS) or --coordinator_address is given.')
+flags.DEFINE_string('coordinator_address', None, 'multihost: HOST:PORT of process 0, the same '
+                    'for every process (not needed on TPU pods, SLURM, Open MPI).')
+flags.DEFINE_integer('num_processes', None, 'multihost: how many processes in all.')
+flags.DEFINE_integer('process_id', None, 'multihost: this process, 0 to num_processes-1.')
+flags.DEFINE_integer('heartbeat_timeout_s', 100, 'multihost: a process silent this long '
+                     'is taken for dead and the run stops.')
 flags.mark_flags_as_required(['workdir'])
 try:  # config_flags applies --config.KEY=VALUE overrides as soon as it is defined.
   config_flags.DEFINE_config_file('config', os.path.join(_HERE, 'configs', 'default.py'),
@@ -64,28 +72,29 @@ def parse_flags(argv):
     _exit_with(_override_message(e))
 
 
-class _QuietLibraries:
-  """Drops the INFO chatter of orbax, tfds and TF so progress lines stand out."""
-  NOISY = ('orbax', 'tensorflow_datasets', 'tensorflow')
-
-  def filter(self, record):
-    return record.levelno >= std_logging.WARNING or not any(
-        n in record.pathname for n in self.NOISY)
-
-
 def main(argv):
   if len(argv) > 1 and FLAGS.mode != 'predict':  # predict: --images a.png b.png ...
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   config = FLAGS.config
-  logging.get_absl_logger().addFilter(_QuietLibraries())
-  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
   import jax
-  from mnist_jax import train
+  from mnist_jax import distributed, logs, train
   from mnist_jax.errors import UserError
 
-  logging.info('JAX devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
-               jax.process_count())
+  logs.quiet_libraries()
   try:
+    multihost = FLAGS.multihost
+    if multihost is None:
+      multihost = bool(FLAGS.coordinator_address) or distributed.detected()
+    if multihost:
+      if FLAGS.mode != 'train':
+        raise UserError(f'--mode={FLAGS.mode} runs in one process; several processes '
+                        'only train. Run it once, with --nomultihost.')
+      distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                             FLAGS.process_id, FLAGS.heartbeat_timeout_s)
+      if jax.process_index():
+        logging.set_verbosity(logging.WARNING)  # Process 0 tells the story.
+    logging.info('JAX devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
+                 jax.process_count())
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
     elif FLAGS.mode == 'explore':
@@ -104,6 +113,17 @@ def main(argv):
         _exit_with(f'{failed} image(s) could not be read; see their "error" lines.')
   except UserError as e:
     _exit_with(str(e))
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    # Another process died: the collectives fail here at once. Exit now rather
+    # than wait in jax.distributed's shutdown barrier for a process that is gone.
+    cause = str(e).splitlines()[0].replace('Error dispatching computation: ', '')
+    print(f'\nError: process {jax.process_index()} of this {jax.process_count()}-process '
+          f'run cannot go on: {cause}\nAnother process most likely '
+          'stopped; its own log says why. The checkpoints written so far are kept: start '
+          'all the processes again to resume.', file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 if __name__ == '__main__':

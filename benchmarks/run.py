@@ -67,7 +67,7 @@ def throughput(config, data) -> dict:
   replicated = NamedSharding(mesh, P())
   images = jax.device_put(data['train'].images, replicated)
   labels = jax.device_put(data['train'].labels, replicated)
-  perm = train.make_permutation(config)(1, len(data['train']))
+  perm = train.make_permutation(config, mesh)(1, len(data['train']))
   sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
 
   k = train.resolve_steps_per_call(config, steps)

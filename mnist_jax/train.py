@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mnist_jax import checkpoints, config_lib, input_pipeline, models
+from mnist_jax import checkpoints, config_lib, distributed, input_pipeline, models
 from mnist_jax.errors import UserError
 
 NUM_TRAIN_IMAGES = 60_000
@@ -161,14 +161,16 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
 
   # num_steps is static: at most two compilations a run (the last call of an
   # epoch may be shorter). See resolve_steps_per_call.
-  return jax.jit(steps_fn, donate_argnums=(0, 1), static_argnums=5)
+  return jax.jit(steps_fn, donate_argnums=(0, 1), static_argnums=5,
+                 out_shardings=NamedSharding(mesh, P()))
 
 
-def make_permutation(config):
-  """Jitted: epoch -> the training order of that epoch."""
+def make_permutation(config, mesh):
+  """Jitted: epoch -> the training order of that epoch, on every device."""
   _, data_key, _ = seed_keys(config.seed)
   return jax.jit(lambda epoch, n: jax.random.permutation(
-      jax.random.fold_in(data_key, epoch), n), static_argnums=1)
+      jax.random.fold_in(data_key, epoch), n), static_argnums=1,
+                 out_shardings=NamedSharding(mesh, P()))
 
 
 class Evaluator:
@@ -186,7 +188,7 @@ class Evaluator:
     self.batches = jax.device_put(images.reshape(num_batches, batch_size, *images.shape[1:]),
                                   NamedSharding(mesh, P(None, 'data')))
 
-    @jax.jit
+    @jax.jit(out_shardings=NamedSharding(mesh, P()))  # Readable on every process.
     def logits_fn(params, model_state, batches):
       model = nnx.merge(graphdef, params, model_state, copy=True)
       logits = jax.lax.map(lambda b: model(input_pipeline.normalize(b, dataset)), batches)
@@ -226,7 +228,7 @@ def restore_trained(workdir: str, config, step: int | None = None):
 def prepare_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
+    probe = os.path.join(workdir, f'.write_test.{jax.process_index()}')
     with open(probe, 'w') as f:
       f.write('ok')
     os.remove(probe)
@@ -274,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
 
   if data is None:
-    data = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir)
+    data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
   train, test = data['train'], data['test']
   steps = steps_per_epoch(config, len(train))
   total_steps = steps * config.num_epochs
@@ -286,8 +288,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = ckpt.restore(state)
     start_step = int(state.step)
     metrics_path = os.path.join(workdir, 'metrics.jsonl')
-    _truncate_metrics(metrics_path, start_step)
-    config_lib.save(config, workdir)
+    primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
+    if primary:
+      _truncate_metrics(metrics_path, start_step)
+      config_lib.save(config, workdir)
     if start_step >= total_steps:
       logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
                    workdir, start_step)
@@ -298,12 +302,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     images = jax.device_put(train.images, replicated)
     labels = jax.device_put(train.labels, replicated)
     train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
-    permutation = make_permutation(config)
+    permutation = make_permutation(config, mesh)
     steps_per_call = resolve_steps_per_call(config, steps)
     evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
 
     metrics = _last_metrics(metrics_path)
-    writer = _summary_writer(workdir)
+    writer = _summary_writer(workdir) if primary else None
     for epoch in range(start_step // steps + 1, config.num_epochs + 1):
       perm = permutation(epoch, len(train))
       sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
@@ -329,14 +333,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
                    epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
                    metrics['elapsed_s'])
-      with open(metrics_path, 'a') as f:
-        f.write(json.dumps(metrics) + '\n')
-      for key, value in metrics.items():
-        writer.add_scalar(key, value, metrics['step'])
-      writer.flush()
+      if primary:
+        with open(metrics_path, 'a') as f:
+          f.write(json.dumps(metrics) + '\n')
+        for key, value in metrics.items():
+          writer.add_scalar(key, value, metrics['step'])
+        writer.flush()
       if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
         ckpt.save(int(state.step), state)
-    writer.close()
+    if primary:
+      writer.close()
   return metrics
 
 

@@ -1,6 +1,7 @@
 """main.py turns user mistakes into one message and a non-zero exit."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -49,3 +50,24 @@ def test_offline_without_manual_dir_fails_fast(tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline, '_can_reach', lambda host: False)
   with pytest.raises(UserError, match='put the four official files.*--config.manual_dir'):
     input_pipeline.load('mnist', data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--mode=eval', '--multihost'], '--mode=eval runs in one process'),
+    (['--coordinator_address=localhost:1'], 'Could not start the multi-process run'),
+    (['--coordinator_address=nohost', '--num_processes=2', '--process_id=1'],
+     'expected HOST:PORT'),
+])
+def test_multihost_mistakes_are_one_message(tmp_path, args, message):
+  result = run_main(f'--workdir={tmp_path}', *args)
+  assert result.returncode != 0 and message in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_unreachable_coordinator_is_an_error_not_a_crash():
+  from mnist_jax import distributed  # pylint: disable=g-import-not-at-top
+  with socket.socket() as sock:  # A port nobody listens on.
+    sock.bind(('localhost', 0))
+    port = sock.getsockname()[1]
+  with pytest.raises(UserError, match='Could not reach the coordinator'):
+    distributed.initialize(f'localhost:{port}', 2, 1, timeout_s=1)

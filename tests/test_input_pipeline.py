@@ -9,7 +9,7 @@ from conftest import synthetic_split
 from mnist_jax import input_pipeline
 
 
-def test_arrays_are_cached_after_the_first_tfds_read(tmp_path, monkeypatch):
+def test_first_tfds_read_is_cached_and_cut_into_process_shares(tmp_path, monkeypatch):
   calls = []
   splits = {'train': synthetic_split(20), 'test': synthetic_split(10, seed=1)}
   monkeypatch.setattr(input_pipeline, '_load_with_tfds',
@@ -22,7 +22,17 @@ def test_arrays_are_cached_after_the_first_tfds_read(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first[split].images, splits[split].images)
   np.testing.assert_array_equal(second['test'].labels, splits['test'].labels)
   assert second['test'].images.dtype == np.uint8
-  assert (tmp_path / 'mnist_jax_arrays' / 'mnist.npz').is_file()
+  assert (tmp_path / 'mnist_jax_arrays' / 'mnist' / 'train_images.npy').is_file()
+
+  # Each of 3 processes reads its own share; together they are the whole, in order.
+  shares = [input_pipeline.load('mnist', data_dir=str(tmp_path), share=(i, 3))
+            for i in range(3)]
+  assert len(calls) == 1
+  for split in ('train', 'test'):
+    sizes = [len(share[split]) for share in shares]
+    assert max(sizes) - min(sizes) <= 1
+    np.testing.assert_array_equal(
+        np.concatenate([share[split].images for share in shares]), splits[split].images)
 
 
 def test_normalize_uses_dataset_statistics():

@@ -1,10 +1,17 @@
-"""Data parallelism over 8 fake CPU devices (XLA_FLAGS), against one device."""
+"""Data parallelism over 8 fake CPU devices and over several processes, against one device.
+
+The processes run on localhost and exchange gradients over gloo, as hosts of a
+pod or cluster would over the network.
+"""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -32,7 +39,7 @@ WORKER = textwrap.dedent('''
     step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', 50)
     images = jax.device_put(data['train'].images, state.step.sharding)
     labels = jax.device_put(data['train'].labels, state.step.sharding)
-    perm = train.make_permutation(config)(1, 60000)
+    perm = train.make_permutation(config, mesh)(1, 60000)
     sums = jax.device_put((0.0, 0, 0), state.step.sharding)
     hlo = step.lower(state, sums, images, labels, perm, 1).compile().as_text()
     print(json.dumps({{
@@ -92,3 +99,87 @@ def test_batch_not_divisible_by_devices(mnist_dirs, tmp_path):
   result = run_worker(8, tmp_path / 'run', mnist_dirs, batch_size=60)
   assert result.returncode != 0
   assert 'not divisible by the 8 devices' in result.stderr
+
+
+def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1):
+  """main.py as each of `num_processes` processes on localhost; (Popen, log path) each."""
+  with socket.socket() as sock:  # A free port for the coordinator.
+    sock.bind(('localhost', 0))
+    port = sock.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}')
+  out = []
+  for i in range(num_processes):
+    log = os.path.join(os.path.dirname(workdir), f'process{i}.log')
+    with open(log, 'w') as f:
+      proc = subprocess.Popen(
+          [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
+           '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
+           f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}',
+           f'--coordinator_address=localhost:{port}', f'--num_processes={num_processes}',
+           f'--process_id={i}', *flags], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    out.append((proc, log))
+  return out
+
+
+def finish(processes, timeout=300):
+  logs = []
+  for proc, log in processes:
+    proc.wait(timeout=timeout)
+    with open(log) as f:
+      logs.append(f.read())
+  return [proc.returncode for proc, _ in processes], logs
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def two_processes(mnist_dirs, tmp_path_factory):
+  """The one-device run's config on 2 processes x 2 devices."""
+  workdir = str(tmp_path_factory.mktemp('two') / 'run')
+  codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.num_epochs=1',
+                              devices_per_process=2))
+  assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+  return workdir, logs
+
+
+def test_two_processes_match_one(runs, two_processes):
+  workdir, logs = two_processes
+  [devices] = [l for l in logs[0].splitlines() if 'JAX devices' in l]
+  assert devices.count('CpuDevice') == 4 and '(process 0 of 2)' in devices
+  [metrics] = read_metrics(workdir)  # One line: only process 0 writes.
+  one = runs[1][1]['metrics']
+  assert abs(metrics['test_accuracy'] - one['test_accuracy']) <= 0.0005, (metrics, one)
+  assert len(os.listdir(os.path.join(workdir, 'tensorboard'))) == 1
+  assert 'test accuracy' in logs[0] and 'test accuracy' not in logs[1]
+
+
+def test_two_process_checkpoint_restores_on_one(two_processes, mnist):
+  workdir, _ = two_processes
+  report = evaluate.evaluate([workdir], data=mnist['test'])
+  assert report['test_accuracy'] == pytest.approx(read_metrics(workdir)[0]['test_accuracy'],
+                                                  abs=1e-4)
+
+
+def test_dead_process_stops_the_others_then_all_resume(mnist_dirs, tmp_path):
+  workdir = str(tmp_path / 'run')
+  flags = ('--config.num_epochs=3', '--config.train_steps_per_epoch=200')
+  processes = launch(2, workdir, mnist_dirs, *flags)
+  first_checkpoint = os.path.join(workdir, 'checkpoints', '200')  # Complete once renamed.
+  deadline = time.time() + 300
+  while not os.path.isdir(first_checkpoint) and time.time() < deadline:
+    assert processes[0][0].poll() is None, finish(processes)[1][0][-3000:]
+    time.sleep(0.2)
+  processes[1][0].send_signal(signal.SIGKILL)
+  start = time.time()
+  codes, logs = finish(processes, timeout=120)  # Not the 100-s heartbeat: gloo sees it.
+  assert codes[0] == 1 and time.time() - start < 60
+  assert 'Another process most likely stopped' in logs[0], logs[0][-3000:]
+
+  codes, logs = finish(launch(2, workdir, mnist_dirs, *flags))
+  assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+  assert 'Resuming from the checkpoint at step 200' in logs[0]
+  assert [m['epoch'] for m in read_metrics(workdir)] == [1, 2, 3]

@@ -169,7 +169,7 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   graphdef, fresh = train.init_state(config, tx, mesh)
   step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
   images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
-  perm = train.make_permutation(config)(1, len(labels))
+  perm = train.make_permutation(config, mesh)(1, len(labels))
   zeros = lambda: (jnp.float32(0), jnp.int32(0), jnp.int32(0))
   copy = lambda tree: jax.tree.map(jnp.copy, tree)
   looped, looped_sums = copy(fresh), zeros()

@@ -1,0 +1,22 @@
+"""Progress lines that stand out: the libraries' INFO chatter is dropped."""
+
+import logging as std_logging
+
+from absl import logging
+
+
+class _QuietLibraries:
+  """Passes warnings from everyone, INFO only from outside orbax, tfds and TF."""
+  NOISY = ('orbax', 'tensorflow_datasets', 'tensorflow')
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or not any(
+        n in record.pathname for n in self.NOISY)
+
+
+def quiet_libraries() -> None:
+  """For main.py and notebooks; calling it again changes nothing."""
+  logger = logging.get_absl_logger()
+  if not any(isinstance(f, _QuietLibraries) for f in logger.filters):
+    logger.addFilter(_QuietLibraries())
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
