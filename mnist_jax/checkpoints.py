@@ -56,7 +56,13 @@ class Manager:
           f'model ({detail}): another model, size or optimizer was trained there. Use a new '
           f'--workdir, or the config that workdir was trained with (its config.json).')
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except ValueError as e:  # Same shapes, other structure: e.g. an older TrainState.
+      raise UserError(
+          f'The checkpoint at step {step} in {self.directory} does not fit the configured '
+          f'training state ({str(e).splitlines()[0].rstrip(":")}): it was written by another '
+          'version of mnist_jax or another config. Use a new --workdir, or retrain.') from e
 
   def close(self) -> None:
     """Waits for pending saves, then releases the manager."""

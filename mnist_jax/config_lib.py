@@ -63,8 +63,12 @@ def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise UserError(f'{path} does not exist: --workdir must name the folder of a '
                     'training run (python main.py --workdir=DIR trains one).')
+  from configs import default  # pylint: disable=g-import-not-at-top
+  # Keys added since that run was trained take their defaults (new features are off).
+  config = default.get_config()
   with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    for key, value in json.load(f).items():
+      config[key] = value
   for key in DATA_KEYS:
     if data_from is not None and data_from.get(key) is not None:
       config[key] = data_from[key]

@@ -130,6 +130,24 @@ def test_incompatible_checkpoint_is_a_user_error(tiny_config, synthetic_data, tm
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
 
 
+def test_checkpoint_of_another_structure_is_a_user_error(tmp_path):
+  # Same shapes, other names: e.g. a TrainState saved by an older version.
+  with checkpoints.Manager(str(tmp_path), 3) as ckpt:
+    ckpt.save(1, {'a': jnp.zeros(3)})
+  with checkpoints.Manager(str(tmp_path), 3) as ckpt:
+    with pytest.raises(UserError, match='another version of mnist_jax'):
+      ckpt.restore({'b': jnp.zeros(3)})
+
+
+def test_config_of_an_older_run_gets_defaults_for_newer_keys(tiny_config, tmp_path):
+  config_lib.save(tiny_config, str(tmp_path))
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  del saved['ema_decay']  # A run trained before weight averaging existed.
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  config = config_lib.load_saved(str(tmp_path))
+  assert config.ema_decay == 0.0 and tuple(config.conv_features) == (8, 16)
+
+
 def test_unwritable_workdir(tiny_config, synthetic_data, tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a folder')
