@@ -36,6 +36,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict'],
 flags.DEFINE_integer('checkpoint_step', None, 'eval/predict: this step, not the latest.')
 flags.DEFINE_list('ensemble', [], 'eval: more workdirs whose predictions are averaged '
                   'with --workdir\'s.')
+flags.DEFINE_bool('tta', False, 'eval: average each prediction over the image shifted by '
+                  'up to one pixel (test-time augmentation, 9 views).')
 flags.DEFINE_multi_string('images', [], 'predict: image files or folders (repeatable; '
                           'several paths may follow one --images).')
 flags.DEFINE_string('save_preprocessed', None,
@@ -102,7 +104,8 @@ def main(argv):
       explore.explore(config, FLAGS.workdir)
     elif FLAGS.mode == 'eval':
       from mnist_jax import evaluate
-      evaluate.evaluate([FLAGS.workdir, *FLAGS.ensemble], config, FLAGS.checkpoint_step)
+      evaluate.evaluate([FLAGS.workdir, *FLAGS.ensemble], config, FLAGS.checkpoint_step,
+                        tta=FLAGS.tta)
     else:
       from mnist_jax import predict
       if not FLAGS.images:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from conftest import ROOT, synthetic_split
 from configs import tiny
-from mnist_jax import config_lib, evaluate, explore, predict, train
+from mnist_jax import config_lib, evaluate, explore, input_pipeline, predict, train
 from mnist_jax.errors import UserError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -178,3 +178,25 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
   train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
   with pytest.raises(UserError, match='an ensemble needs one dataset'):
     evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data['test'])
+
+
+def test_shift_moves_pixels_and_fills_zeros():
+  images = np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3, 1)
+  np.testing.assert_array_equal(evaluate.shift(images, 1, -1)[0, ..., 0],
+                                [[0, 0, 0], [2, 3, 0], [5, 6, 0]])
+  np.testing.assert_array_equal(evaluate.shift(images, 0, 0), images)
+
+
+def test_test_time_augmentation_averages_the_shifted_views(trained, data):
+  config = config_lib.load_saved(trained)
+  test = data['test']
+  views = [evaluate.test_probabilities(
+      trained, config, input_pipeline.Split(evaluate.shift(test.images, dy, dx), test.labels))[0]
+           for dy, dx in evaluate.TTA_SHIFTS]
+  assert len(views) == 9
+  averaged, _ = evaluate.test_probabilities(trained, config, test, tta=True)
+  np.testing.assert_allclose(averaged, np.mean(views, axis=0), atol=1e-6)
+  report = evaluate.evaluate([trained], data=test, tta=True)
+  assert report['test_accuracy'] == pytest.approx(np.mean(averaged.argmax(1) == test.labels))
+  assert len(report['test_time_augmentation']) == 9
+  assert os.path.isfile(os.path.join(trained, 'eval_tta', 'report.json'))
