@@ -35,6 +35,9 @@ flags.DEFINE_bool('compare', False, 'Also run configs/flax_example.py (the offic
 flags.DEFINE_list('targets', ['0.99', '0.995'], 'Test accuracies for time-to-accuracy.')
 flags.DEFINE_multi_string('set', [], 'KEY=VALUE config overrides for every config run, '
                           'as --config.KEY=VALUE would give them.')
+flags.DEFINE_string('keep_workdirs', None, 'Folder to keep the full runs\' workdirs in '
+                    '(one per config, which must not exist yet), e.g. to evaluate them afterwards; '
+                    'default: deleted.')
 FLAGS = flags.FLAGS
 
 
@@ -96,7 +99,8 @@ def throughput(config, data) -> dict:
 
 def full_run(name) -> dict:
   """`main.py` end to end in a fresh workdir, as a user would run it."""
-  with tempfile.TemporaryDirectory() as workdir:
+  with tempfile.TemporaryDirectory() as scratch:
+    workdir = os.path.join(FLAGS.keep_workdirs, name) if FLAGS.keep_workdirs else scratch
     cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
            f'--config={os.path.join(ROOT, "configs", name + ".py")}']
     cmd += [f'--config.manual_dir={FLAGS.manual_dir}'] if FLAGS.manual_dir else []
