@@ -71,3 +71,23 @@ def test_unreachable_coordinator_is_an_error_not_a_crash():
     port = sock.getsockname()[1]
   with pytest.raises(UserError, match='Could not reach the coordinator'):
     distributed.initialize(f'localhost:{port}', 2, 1, timeout_s=1)
+
+
+@pytest.mark.parametrize('env,expected', [
+    ({}, False),
+    ({'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '4'}, True),
+    ({'SLURM_JOB_ID': '7', 'SLURM_NTASKS': '1'}, False),
+    ({'OMPI_COMM_WORLD_SIZE': '2'}, True),
+    ({'TPU_WORKER_HOSTNAMES': 'w0,w1,w2,w3'}, True),
+    ({'TPU_WORKER_HOSTNAMES': 'w0'}, False),  # A single-host TPU VM, e.g. Colab.
+    ({'JAX_COORDINATOR_ADDRESS': 'host0:1234'}, True),
+])
+def test_multihost_is_detected_from_the_environment(monkeypatch, env, expected):
+  from mnist_jax import distributed  # pylint: disable=g-import-not-at-top
+  for name in ('SLURM_JOB_ID', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_HOSTNAMES',
+               'TPU_PROCESS_ADDRESSES', 'MEGASCALE_COORDINATOR_ADDRESS',
+               'JAX_COORDINATOR_ADDRESS'):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  assert distributed.detected() == expected
