@@ -57,7 +57,8 @@ def main():
       ax.annotate(config, (wall, 100 * accuracy), fontsize=7, xytext=(4, 2),
                   textcoords='offset points')
   ax.set_xscale('log')
-  ax.set_xticks([10, 20, 50, 100, 200, 500], ['10', '20', '50', '100', '200', '500'])
+  ticks = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+  ax.set_xticks(ticks, [str(t) for t in ticks])
   ax.minorticks_off()
   ax.set_xlabel('wall time of the whole command (s, log scale)')
   ax.set_ylabel('final test accuracy (%)')
