@@ -25,6 +25,13 @@ def synthetic_split(n, seed=0):
   return input_pipeline.Split(images, labels)
 
 
+def tiny_command(workdir, mnist_dirs, *flags):
+  """`python main.py` training the tiny config on the real MNIST, plus `flags`."""
+  return [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
+          '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
+          f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}', *flags]
+
+
 @pytest.fixture
 def synthetic_data():
   return {'train': synthetic_split(512, seed=0), 'test': synthetic_split(203, seed=1)}

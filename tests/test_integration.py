@@ -4,12 +4,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, tiny_command
 from configs import tiny
 from mnist_jax import train
 
@@ -19,11 +18,8 @@ def _metrics(workdir):
     return [{k: v for k, v in json.loads(l).items() if k != 'elapsed_s'} for l in f]
 
 
-def _cli(workdir, mnist_dirs, *extra):
-  return [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
-          '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
-          f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}',
-          '--config.num_epochs=4', *extra]
+def _cli(workdir, mnist_dirs):
+  return tiny_command(workdir, mnist_dirs, '--config.num_epochs=4')
 
 
 @pytest.fixture(scope='module')

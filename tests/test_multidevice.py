@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, tiny_command
 from configs import tiny
 from mnist_jax import evaluate, train
 from mnist_jax.errors import UserError
@@ -113,11 +113,9 @@ def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1):
     log = os.path.join(os.path.dirname(workdir), f'process{i}.log')
     with open(log, 'w') as f:
       proc = subprocess.Popen(
-          [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
-           '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
-           f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}',
-           f'--coordinator_address=localhost:{port}', f'--num_processes={num_processes}',
-           f'--process_id={i}', *flags], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+          tiny_command(workdir, mnist_dirs, f'--coordinator_address=localhost:{port}',
+                       f'--num_processes={num_processes}', f'--process_id={i}', *flags),
+          stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     out.append((proc, log))
   return out
 
