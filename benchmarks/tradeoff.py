@@ -23,10 +23,10 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
 def points():
   """(hardware, config, wall seconds, final test accuracy, spread) of the measured runs.
 
-  Several seeds of one config become one point: their means, and the spread
-  (standard deviation) of their accuracy.
+  Several seeds of one config on one kind of hardware become one point: their
+  means, and the spread (standard deviation) of their accuracy.
   """
-  out = []
+  runs = {}  # (hardware, label) -> [(wall seconds, accuracy)], one per seed.
   for name in sorted(os.listdir(RESULTS)):
     if not name.endswith('.json'):
       continue
@@ -34,15 +34,21 @@ def points():
       data = json.load(f)
     hardware = 'H100' if name.startswith('h100') else '2-core CPU'
     for config, r in data.get('configs', {}).items():
-      if 'wall_s' in r and ' ' not in config and config != 'tiny':  # tiny: for tests.
-        out.append((hardware, FORMER.get((name, config), config), r['wall_s'],
-                    r['final_test_accuracy'], 0.0))
-    seeds = list(data.get('final', {}).values())
-    if seeds:
-      accuracy = np.array([r['test_accuracy'] for r in seeds])
-      out.append((hardware, f'{data["config"][8:-3]} ({len(seeds)} seeds)',
-                  float(np.mean([r['elapsed_s'] for r in seeds])), float(accuracy.mean()),
-                  float(accuracy.std())))
+      # `benchmarks/run.py --set seed=N` names its run 'CONFIG seed=N'; runs with
+      # other overrides, and tiny (for tests), are no config's figures.
+      config, *overrides = config.split(' ')
+      if 'wall_s' in r and config != 'tiny' and all(o.startswith('seed=') for o in overrides):
+        runs.setdefault((hardware, FORMER.get((name, config), config)), []).append(
+            (r['wall_s'], r['final_test_accuracy']))
+    for r in data.get('final', {}).values():
+      runs.setdefault((hardware, data['config'][8:-3]), []).append(
+          (r['elapsed_s'], r['test_accuracy']))
+  out = []
+  for (hardware, config), seeds in runs.items():
+    wall, accuracy = np.array(seeds).T
+    label = f'{config} ({len(seeds)} seeds)' if len(seeds) > 1 else config
+    out.append((hardware, label, float(wall.mean()), float(accuracy.mean()),
+                float(accuracy.std())))
   return out
 
 
