@@ -27,12 +27,17 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  from mnist_jax import config_lib, evaluate, input_pipeline, logs  # pylint: disable=g-import-not-at-top
+  from mnist_jax import evaluate, input_pipeline, logs  # pylint: disable=g-import-not-at-top
+  from mnist_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   logs.quiet_libraries()
-  configs = [config_lib.load_saved(w) for w in FLAGS.workdirs]
-  data_dir = FLAGS.data_dir or configs[0].data_dir
-  manual_dir = FLAGS.manual_dir or configs[0].manual_dir
-  test = input_pipeline.load(configs[0].dataset, data_dir, manual_dir, splits=('test',))['test']
+  try:
+    configs = evaluate.load_members(
+        FLAGS.workdirs, {'data_dir': FLAGS.data_dir, 'manual_dir': FLAGS.manual_dir})
+    config = configs[0]
+    test = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir,
+                               splits=('test',))['test']
+  except UserError as e:
+    sys.exit(f'Error: {e}')
   results = []
   for tta in (False, True):
     probabilities = [evaluate.test_probabilities(w, c, test, tta=tta)[0]

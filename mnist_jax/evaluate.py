@@ -83,6 +83,16 @@ def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=No
   return np.asarray(probabilities), int(state.step)
 
 
+def load_members(workdirs: Sequence[str], cli_config=None) -> list:
+  """The saved configs of an ensemble's workdirs, which must share one dataset."""
+  configs = [config_lib.load_saved(w, cli_config) for w in workdirs]
+  for w, c in zip(workdirs[1:], configs[1:]):
+    if c.dataset != configs[0].dataset:
+      raise UserError(f'{w} was trained on {c.dataset}, {workdirs[0]} on '
+                      f'{configs[0].dataset}: an ensemble needs one dataset.')
+  return configs
+
+
 def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
              data: input_pipeline.Split | None = None, tta: bool = False) -> dict:
   """Evaluates one workdir, or the average prediction of several (an ensemble).
@@ -91,12 +101,8 @@ def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
   `<first workdir>/eval_ensemble` (several), with `_tta` appended when each
   prediction averages the shifted views of test-time augmentation.
   """
-  configs = [config_lib.load_saved(w, cli_config) for w in workdirs]
+  configs = load_members(workdirs, cli_config)
   config = configs[0]
-  for w, c in zip(workdirs[1:], configs[1:]):
-    if c.dataset != config.dataset:
-      raise UserError(f'{w} was trained on {c.dataset}, {workdirs[0]} on '
-                                 f'{config.dataset}: an ensemble needs one dataset.')
   test = data or input_pipeline.load(config.dataset, config.data_dir, config.manual_dir,
                                      splits=('test',))['test']
   names = input_pipeline.CLASS_NAMES[config.dataset]
