@@ -212,7 +212,7 @@ def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp
   assert three['train_loss'] == pytest.approx(one['train_loss'], rel=1e-3)
 
 
-def test_ema_follows_its_update_rule(tiny_config, synthetic_data):
+def test_ema_is_the_bias_corrected_average_of_the_weights(tiny_config, synthetic_data):
   config = tiny_config
   config.ema_decay = 0.9
   mesh = train.make_mesh()
@@ -222,12 +222,18 @@ def test_ema_follows_its_update_rule(tiny_config, synthetic_data):
   images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
   perm = jnp.arange(len(labels))
   sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
-  ema_before = jax.tree.map(np.asarray, state.ema_params)
-  new, _ = step(state, sums, images, labels, perm, 1)
-  for before, p, e in zip(jax.tree.leaves(ema_before), jax.tree.leaves(new.params),
-                          jax.tree.leaves(new.ema_params)):
-    np.testing.assert_allclose(e, 0.9 * before + 0.1 * np.asarray(p), rtol=1e-6, atol=1e-7)
-  assert new.eval_params is new.ema_params
+  first, sums = step(state, sums, images, labels, perm, 1)
+  p1 = jax.tree.map(np.asarray, first.params)
+  # One step in, the average is the weights: nothing of the random start.
+  for p, e in zip(jax.tree.leaves(p1), jax.tree.leaves(first.ema_params)):
+    np.testing.assert_allclose(e, p, rtol=1e-6, atol=1e-7)
+  second, _ = step(first, sums, images, labels, perm, 1)
+  # Two in: (0.9 * p1 + p2) / (0.9 + 1).
+  for a, b, e in zip(jax.tree.leaves(p1), jax.tree.leaves(second.params),
+                     jax.tree.leaves(second.ema_params)):
+    np.testing.assert_allclose(e, (0.9 * a + np.asarray(b)) / 1.9, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(jax.tree.leaves(second.ema_params)[0], jax.tree.leaves(second.params)[0])
+  assert second.eval_params is second.ema_params
 
 
 def test_ema_run_resumes_exactly(tiny_config, synthetic_data, tmp_path):
