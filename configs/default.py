@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.0
   config.label_smoothing = 0.0
   # Decay of the exponential moving average of the weights that evaluation
-  # uses; 0: no averaging.
+  # uses (bias-corrected: the random initial weights are not in it); 0: none.
   config.ema_decay = 0.0
   config.batch_size = 128
   config.num_epochs = 15

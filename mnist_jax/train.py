@@ -177,6 +177,32 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
                  out_shardings=NamedSharding(mesh, P()))
 
 
+BN_STATISTICS_IMAGES = 2048
+
+
+def make_bn_statistics(graphdef, dataset: str, mesh):
+  """Jitted: (params, model_state, images) -> model_state with batch-norm
+  statistics measured for `params`: the mean and variance over `images`.
+
+  The running statistics training keeps belong to the weights it trains; the
+  EMA weights lag those by about 1 / (1 - ema_decay) steps. Evaluated with them,
+  the EMA weights of `best` scored 57-93% in epochs 3-5 while the trained weights
+  scored 99.0-99.3%; with statistics measured for them, 99.47% at epoch 5.
+  Training itself normalizes with each batch's own statistics and never reads
+  the running ones, so replacing them changes nothing else.
+  """
+  @jax.jit(out_shardings=NamedSharding(mesh, P()))
+  def measure(params, model_state, images):
+    model = nnx.merge(graphdef, params, model_state, copy=True)
+    for _, module in nnx.iter_modules(model):
+      if isinstance(module, nnx.BatchNorm):
+        module.momentum = 0.0  # Keep this batch's statistics, nothing of the old ones.
+    model(input_pipeline.normalize(images, dataset), train=True, key=jax.random.key(0))
+    return nnx.state(model, nnx.Not(nnx.Param))
+
+  return measure
+
+
 def make_permutation(config, mesh):
   """Jitted: epoch -> the training order of that epoch, on every device."""
   _, data_key, _ = seed_keys(config.seed)
@@ -317,6 +343,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     permutation = make_permutation(config, mesh)
     steps_per_call = resolve_steps_per_call(config, steps)
     evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
+    if state.ema_params is not None and jax.tree.leaves(state.model_state):
+      bn_statistics = make_bn_statistics(graphdef, config.dataset, mesh)
+      bn_images = images[:BN_STATISTICS_IMAGES]
+    else:
+      bn_statistics = None
 
     metrics = _last_metrics(metrics_path)
     writer = _summary_writer(workdir) if primary else None
@@ -337,6 +368,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
                        epoch, config.num_epochs, done, steps, loss_sum / count,
                        100 * correct / count, rate)
+      if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
+        state = state.replace(
+            model_state=bn_statistics(state.ema_params, state.model_state, bn_images))
       metrics = {'epoch': epoch, 'step': int(state.step),
                  'train_loss': float(loss_sum / count),
                  'train_accuracy': float(correct / count),

@@ -236,8 +236,24 @@ def test_ema_is_the_bias_corrected_average_of_the_weights(tiny_config, synthetic
   assert second.eval_params is second.ema_params
 
 
+def test_ema_is_evaluated_with_batch_norm_statistics_of_its_own(tiny_config, synthetic_data,
+                                                                 tmp_path):
+  tiny_config.batch_norm = True
+  tiny_config.ema_decay = 0.9
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  graphdef, state, _ = train.restore_trained(str(tmp_path), tiny_config)
+  model = nnx.merge(graphdef, state.ema_params, state.model_state)
+  x = input_pipeline.normalize(jnp.asarray(synthetic_data['train'].images), 'mnist')
+  first = np.asarray(model.convs[0](x))  # What the first batch norm normalizes.
+  # Its statistics are those of the EMA weights on the training images, not
+  # the running ones of the trained weights.
+  np.testing.assert_allclose(model.norms[0].mean[...], first.mean((0, 1, 2)), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model.norms[0].var[...], first.var((0, 1, 2)), rtol=1e-3, atol=1e-5)
+
+
 def test_ema_run_resumes_exactly(tiny_config, synthetic_data, tmp_path):
   tiny_config.ema_decay = 0.8
+  tiny_config.batch_norm = True  # Its statistics are measured anew every epoch.
   tiny_config.num_epochs = 2
   full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'), data=synthetic_data)
   shutil.copytree(tmp_path / 'full', tmp_path / 'crashed')
