@@ -182,7 +182,8 @@ BN_STATISTICS_IMAGES = 2048
 
 def make_bn_statistics(graphdef, dataset: str, mesh):
   """Jitted: (params, model_state, images) -> model_state with batch-norm
-  statistics measured for `params`: the mean and variance over `images`.
+  statistics measured for `params`: the mean and variance over the first
+  BN_STATISTICS_IMAGES `images`.
 
   The running statistics training keeps belong to the weights it trains; the
   EMA weights lag those by about 1 / (1 - ema_decay) steps. After epochs 4 and 5
@@ -197,7 +198,8 @@ def make_bn_statistics(graphdef, dataset: str, mesh):
     for _, module in nnx.iter_modules(model):
       if isinstance(module, nnx.BatchNorm):
         module.momentum = 0.0  # Keep this batch's statistics, nothing of the old ones.
-    model(input_pipeline.normalize(images, dataset), train=True, key=jax.random.key(0))
+    x = input_pipeline.normalize(images[:BN_STATISTICS_IMAGES], dataset)
+    model(x, train=True, key=jax.random.key(0))
     return nnx.state(model, nnx.Not(nnx.Param))
 
   return measure
@@ -343,11 +345,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     permutation = make_permutation(config, mesh)
     steps_per_call = resolve_steps_per_call(config, steps)
     evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
-    if state.ema_params is not None and jax.tree.leaves(state.model_state):
-      bn_statistics = make_bn_statistics(graphdef, config.dataset, mesh)
-      bn_images = images[:BN_STATISTICS_IMAGES]
-    else:
-      bn_statistics = None
+    bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
+                     if state.ema_params is not None and jax.tree.leaves(state.model_state)
+                     else None)
 
     metrics = _last_metrics(metrics_path)
     writer = _summary_writer(workdir) if primary else None
@@ -370,7 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        100 * correct / count, rate)
       if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
         state = state.replace(
-            model_state=bn_statistics(state.ema_params, state.model_state, bn_images))
+            model_state=bn_statistics(state.ema_params, state.model_state, images))
       metrics = {'epoch': epoch, 'step': int(state.step),
                  'train_loss': float(loss_sum / count),
                  'train_accuracy': float(correct / count),
