@@ -22,6 +22,8 @@ import time
 
 from absl import app, flags
 
+import hardware  # benchmarks/hardware.py, beside this file.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -135,8 +137,8 @@ def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   data = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir)
-  results = {'hardware': {'platform': platform.platform(), 'processor': _cpu_name(),
-                          'cpus': os.cpu_count(), 'jax_devices': [str(d) for d in jax.devices()]},
+  results = {'hardware': {'platform': platform.platform(), 'cpu': hardware.cpu(),
+                          'jax_devices': [str(d) for d in jax.devices()]},
              'configs': {}}
   names = FLAGS.configs + (['flax_example'] if FLAGS.compare else [])
   for name in names:
@@ -154,14 +156,6 @@ def main(_):
       result['train_speed_vs_flax_example'] = round(
           result['train_images_per_s'] / reference['train_images_per_s'], 2)
   print(json.dumps(results, indent=2))
-
-
-def _cpu_name():
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-  except (OSError, StopIteration):
-    return platform.processor()
 
 
 if __name__ == '__main__':

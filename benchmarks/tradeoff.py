@@ -17,6 +17,9 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 # Results of a config that has changed since: (file, config) -> label.
+# Result files are named after the machine that measured them (the JSON's
+# 'hardware' says more): the first matching prefix names the points.
+HARDWARE = (('h100', 'H100'), ('cpu_xeon', '2-core Xeon, AVX-512'), ('cpu', '2-core EPYC'))
 FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'}
 
 
@@ -32,7 +35,7 @@ def points():
       continue
     with open(os.path.join(RESULTS, name)) as f:
       data = json.load(f)
-    hardware = 'H100' if name.startswith('h100') else '2-core CPU'
+    hardware = next(label for prefix, label in HARDWARE if name.startswith(prefix))
     for config, r in data.get('configs', {}).items():
       # `benchmarks/run.py --set seed=N` names its run 'CONFIG seed=N'; runs with
       # other overrides, and tiny (for tests), are no config's figures.
@@ -55,7 +58,7 @@ def points():
 def main():
   rows = points()
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for hardware, marker in (('2-core CPU', 'o'), ('H100', 's')):
+  for (_, hardware), marker in zip(HARDWARE, 'sDo'):
     mine = [r for r in rows if r[0] == hardware]
     ax.errorbar([r[2] for r in mine], [100 * r[3] for r in mine], yerr=[100 * r[4] for r in mine],
                 fmt=marker, capsize=3, label=hardware)

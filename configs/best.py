@@ -12,7 +12,7 @@ validation split): 40 epochs with 10-degree rotations, 10% scaling and dropout
 0.3 gave 99.70/99.68/99.69% (the test accuracy peaked near 99.75% around epoch
 30 and sank as the learning rate annealed); the stronger regularization here
 gave the figures above.
-On a 2-core AMD EPYC CPU (JAX 0.10.2, `python benchmarks/run.py --configs=best
+On a 2-core AMD EPYC CPU, generation not recorded (JAX 0.10.2, `python benchmarks/run.py --configs=best
 --full_runs [--set seed=N]`), seeds 0, 1, 2: 99.76%, 99.64%, 99.73% final as
 logged, 418-434 training images/s, 4,452-5,233 s wall. Those runs (and the H100's)
 predate the bias-corrected EMA and its own batch-norm statistics, which do not

@@ -3,12 +3,14 @@
 Command:
   python main.py --workdir=runs/default
 
-Measured on a 2-core AMD EPYC CPU (no GPU), JAX 0.10.2, machine otherwise idle,
-`python benchmarks/run.py --configs=default --full_runs`:
-  test accuracy 99.47% after 15 epochs, 162 s wall for the whole command;
-  99.0% first reached after epoch 6, 71.7 s after the command started;
-  5,747 training images/s, 16,962 eval images/s.
-The same seed gave 99.47% in every run here (3 runs, 162-214 s wall).
+Measured with `python benchmarks/run.py --configs=default --full_runs`, JAX 0.10.2,
+machine otherwise idle (one seed; wall time of the whole command):
+- 2-core AMD EPYC (the VM named no generation; vector extensions not recorded):
+  99.47% after 15 epochs in 162 s; 99.0% after epoch 6, at 71.7 s;
+  5,747 training images/s. The same seed gave 99.47% in each of 3 runs there.
+- 2-core Intel Xeon, family 6 model 207 (AVX-512, AMX): 99.47% in 205 s;
+  99.0% after epoch 6, at 83.7 s; 4,240 training images/s
+  (benchmarks/results/cpu_xeon_fast_default.json).
 On one NVIDIA H100 (JAX 0.11.2): 632,384 training images/s (a whole epoch per
 jitted call), 99.0% after 18.9 s, final 99.44%, 22.2 s wall.
 """

@@ -181,7 +181,18 @@ def _restore_params(config, directory):
 
 
 def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
+  """A scan of k steps runs the same k steps, on the same batches, in the same order.
+
+  XLA fuses a scan body differently from a single step, so the two agree up to
+  float reassociation, not to the bit. SGD keeps that difference at the level
+  of float32 rounding, whatever the CPU: Adam divides by the square root of
+  tiny second moments and turns reassociation in near-zero gradients into
+  large relative changes of small parameters. The updates are compared relative
+  to their own size, so a step on another batch, or in another order, fails.
+  """
   config = tiny_config
+  config.optimizer, config.schedule, config.learning_rate = 'sgd', 'constant', 0.05
+  config.dropout_rate = 0.0
   mesh = train.make_mesh()
   tx = train.create_optimizer(config, total_steps=8)
   graphdef, fresh = train.init_state(config, tx, mesh)
@@ -190,20 +201,36 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   perm = train.make_permutation(config, mesh)(1, len(labels))
   zeros = lambda: (jnp.float32(0), jnp.int32(0), jnp.int32(0))
   copy = lambda tree: jax.tree.map(jnp.copy, tree)
-  looped, looped_sums = copy(fresh), zeros()
-  for _ in range(8):
-    looped, looped_sums = step(looped, looped_sums, images, labels, perm, 1)
+  start = jax.tree.map(np.asarray, fresh.params)
+
+  def run_loop(order):
+    state, sums = copy(fresh), zeros()
+    for _ in range(8):
+      state, sums = step(state, sums, images, labels, order, 1)
+    return state, sums
+
+  def updates(state):
+    return [np.asarray(p) - s for p, s in zip(jax.tree.leaves(state.params), jax.tree.leaves(start))]
+
+  def agree(a, b):  # Each leaf's update equal to 1e-4 of its own largest entry.
+    return all(np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x)) for x, y in zip(a, b))
+
+  looped, looped_sums = run_loop(perm)
   scanned, scanned_sums = step(copy(fresh), zeros(), images, labels, perm, 8)
   assert int(scanned.step) == int(looped.step) == 8
-  # Equal up to float reassociation: XLA fuses a scan body differently.
-  for a, b in zip(jax.tree.leaves(looped.params), jax.tree.leaves(scanned.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert agree(updates(looped), updates(scanned))
   np.testing.assert_allclose(looped_sums[0], scanned_sums[0], rtol=1e-5)
-  assert int(looped_sums[1]) == int(scanned_sums[1])
+  assert int(looped_sums[2]) == int(scanned_sums[2]) == 8 * config.batch_size
+  # The comparison is strict enough to see the batches in another order.
+  swapped = jnp.concatenate([perm[config.batch_size:2 * config.batch_size],
+                             perm[:config.batch_size], perm[2 * config.batch_size:]])
+  assert not agree(updates(looped), updates(run_loop(swapped)[0]))
 
 
 def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp_path):
   tiny_config.num_epochs = 2
+  # SGD: the scan agrees with single steps to float rounding on any CPU (see above).
+  tiny_config.optimizer, tiny_config.learning_rate = 'sgd', 0.05
   one = train.train_and_evaluate(tiny_config, str(tmp_path / 'one'), data=synthetic_data)
   tiny_config.steps_per_call = 3  # 8 steps an epoch: calls of 3, 3 and 2.
   three = train.train_and_evaluate(tiny_config, str(tmp_path / 'three'), data=synthetic_data)
