@@ -1,15 +1,26 @@
 """How well `--mode=predict` copes with digits that are not MNIST crops; prints JSON.
 
   python benchmarks/predict_robustness.py --workdir=runs/default \
-      --manual_dir=../shared/datasets/mnist [--n=500] [--save_examples=DIR]
+      --manual_dir=../shared/datasets/mnist [--n=1000] [--pictures=DIR]
 
-Builds test images in memory (nothing is written unless --save_examples):
-- pasted: MNIST test digits (not seen in training) enlarged 2-25x and pasted into
-  large canvases with either polarity, coloured ink, a shadow gradient, paper
-  noise, stray specks and JPEG compression;
-- fonts: digits rendered with the DejaVu fonts matplotlib ships, at odd sizes,
-  positions, slants, colours and polarities on noisy canvases.
-Reports top-1 accuracy on each set, next to the model on the untouched crops.
+Sets (generated in memory; nothing is written unless --pictures/--save_examples):
+- mnist_crops: MNIST test digits (not seen in training), untouched 28x28;
+- tight16, tight12: the same digits cut to their bounding box, the longer side
+  fitted to 16 or 12 pixels (touching the frame), as several digit collections
+  store them; squeezed16, squeezed12: both sides fitted, the aspect ratio lost
+  (a '1' becomes a thick bar);
+- sklearn_8x8 (dark ink on white, as scanned) and sklearn_8x8_inverted: all
+  1,797 real handwritten digits scikit-learn ships (8x8, 17 grey levels);
+  sklearn_8x8_odd: the odd-numbered half, which no preprocessing constant was
+  chosen on (predict.SHARPEN and FAINT_INK were chosen on the even half);
+- pasted: MNIST test digits enlarged 2-25x into large canvases with either
+  polarity, coloured ink, a shadow gradient, paper noise, stray specks and JPEG;
+- fonts: digits in the DejaVu fonts matplotlib ships, at odd sizes, positions,
+  slants, colours and polarities on noisy canvases.
+Per set: accuracy (a refusal counts as wrong), refusals and mistakes apart.
+Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
+classified, JSON lines written; model loading excluded): 2,000 small PNG files,
+and 100 phone-size (3000x4000) JPEG photos.
 """
 
 import glob
@@ -17,6 +28,8 @@ import io
 import json
 import os
 import sys
+import tempfile
+import time
 
 from absl import app, flags
 import numpy as np
@@ -24,7 +37,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mnist_jax import input_pipeline, predict  # pylint: disable=wrong-import-position
+import hardware  # pylint: disable=wrong-import-position
+from mnist_jax import input_pipeline, plots, predict  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
@@ -32,6 +46,8 @@ flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('n', 500, 'Images per set.')
 flags.DEFINE_integer('seed', 0, 'Seed of the image generator.')
 flags.DEFINE_string('save_examples', None, 'Folder for the first 20 images of each set.')
+flags.DEFINE_string('pictures', None, 'Folder for a picture of each set\'s mistakes and refusals.')
+flags.DEFINE_bool('throughput', True, 'Also time predict_files on small files and large photos.')
 FLAGS = flags.FLAGS
 
 
@@ -95,6 +111,96 @@ def font_digit(rng, label: int, fonts):
   return _finish(rng, np.asarray(layer, np.float64) / 255, (h, w))
 
 
+def tight(digit: np.ndarray, side: int, squeeze: bool = False) -> np.ndarray:
+  """A 28x28 MNIST digit cut to its ink's bounding box, its longer side fitted to
+  `side` pixels in a side x side square (both sides, aspect lost, if `squeeze`)."""
+  ys, xs = np.nonzero(digit)
+  box = digit[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+  if not squeeze:
+    h, w = box.shape
+    square = np.zeros((max(h, w),) * 2, np.uint8)
+    square[(max(h, w) - h) // 2:][:h, (max(h, w) - w) // 2:][:, :w] = box
+    box = square
+  return np.asarray(Image.fromarray(box).resize((side, side), Image.Resampling.BILINEAR))
+
+
+def sklearn_digits():
+  """scikit-learn's 1,797 8x8 digits (0-16, ink high) as dark ink on white, and labels."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  return (255 - digits.images * 255 / 16).round().astype(np.uint8), digits.target
+
+
+def score(predictor, images, labels):
+  """(accuracy, refused indices, wrong indices, what the model saw, predictions)."""
+  seen, refused = [], []
+  for i, image in enumerate(images):
+    try:
+      seen.append(predict.preprocess(image))
+    except predict.ImageProblem:
+      refused.append(i)
+      seen.append(np.zeros((28, 28), np.uint8))
+  predictions = np.argmax(predictor(seen, preprocessed=True), axis=1)
+  predictions[refused] = -1
+  wrong = [i for i in np.flatnonzero(predictions != labels) if i not in set(refused)]
+  return float(np.mean(predictions == labels)), refused, wrong, seen, predictions
+
+
+def mistakes_picture(name, images, labels, seen, predictions, refused, wrong, folder):
+  """Up to 24 failures: each image as given beside what the model saw."""
+  show = (list(refused) + list(wrong))[:24]
+  grid, titles = [], []
+  for i in show:
+    original = images[i] if isinstance(images[i], np.ndarray) else np.asarray(images[i].convert('L'))
+    grid += [original, seen[i]]
+    titles += [f'given: {labels[i]}', 'refused' if predictions[i] < 0 else f'saw: {predictions[i]}']
+  if show:
+    plots.image_grid(grid, titles, os.path.join(folder, f'{name}_failures.png'),
+                     f'{name}: {len(refused)} refused, {len(wrong)} wrong of {len(images)} '
+                     '(each: the image as given, then what the model saw)', columns=8)
+
+
+def throughput(predictor, rng, test):
+  """Images/s of predict_files: small PNG files, and phone-size JPEG photos."""
+  out = {}
+  with tempfile.TemporaryDirectory() as folder:
+    small = os.path.join(folder, 'small')
+    os.makedirs(small)
+    for i in range(2000):
+      Image.fromarray(255 - tight(test.images[i % len(test), ..., 0], 16)).save(
+          os.path.join(small, f'{i:04d}.png'))
+    photos = os.path.join(folder, 'photos')
+    os.makedirs(photos)
+    for i in range(100):
+      photo(rng, test.images[i, ..., 0]).save(os.path.join(photos, f'{i:03d}.jpg'), quality=90)
+    predictor.classify(np.zeros((1, 28, 28), np.uint8))  # Compile outside the timing.
+    for name, path, n in (('small_16x16_png', small, 2000), ('photo_3000x4000_jpeg', photos, 100)):
+      files = predict.image_paths([path])
+      start = time.perf_counter()
+      with open(os.devnull, 'w') as null:
+        failed = predictor.predict_files(files, out=null)
+      seconds = time.perf_counter() - start
+      out[name] = {'images': n, 'seconds': round(seconds, 2),
+                   'images_per_s': round(n / seconds, 1), 'refused': failed}
+      print(f'{name}: {out[name]}', file=sys.stderr)
+  return out
+
+
+def photo(rng, digit: np.ndarray) -> Image.Image:
+  """A 3000x4000 phone-like photo: a digit written about 1,000 pixels high on paper."""
+  h, w = 4000, 3000
+  side = int(rng.integers(600, 1400))
+  big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
+                   np.float32) / 255
+  y, x = rng.integers(0, h - side), rng.integers(0, w - side)
+  tone = np.float32(rng.uniform(0.6, 0.95))
+  gy = np.linspace(0, rng.uniform(0, 0.3), h, dtype=np.float32)[:, None]
+  grey = tone - gy + rng.normal(0, 0.02, (h, w)).astype(np.float32)
+  ink = grey[y:y + side, x:x + side]
+  grey[y:y + side, x:x + side] = ink * (1 - big) + 0.1 * big
+  return Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert('RGB')
+
+
 def main(_):
   test = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir, splits=('test',))['test']
   predictor = predict.Predictor.from_workdir(FLAGS.workdir)
@@ -103,33 +209,41 @@ def main(_):
   fonts = sorted(glob.glob(os.path.join(os.path.dirname(__import__('matplotlib').__file__),
                                         'mpl-data', 'fonts', 'ttf', 'DejaVu*.ttf')))
   fonts = [f for f in fonts if 'Display' not in f]
+  crops = [test.images[i, ..., 0] for i in pick]
+  scikit, scikit_labels = sklearn_digits()
   sets = {
-      'mnist_crops': ([test.images[i, ..., 0] for i in pick], test.labels[pick]),
-      'pasted': ([pasted(rng, test.images[i, ..., 0]) for i in pick], test.labels[pick]),
+      'mnist_crops': (crops, test.labels[pick]),
+      'tight16': ([tight(c, 16) for c in crops], test.labels[pick]),
+      'tight12': ([tight(c, 12) for c in crops], test.labels[pick]),
+      'squeezed16': ([tight(c, 16, squeeze=True) for c in crops], test.labels[pick]),
+      'squeezed12': ([tight(c, 12, squeeze=True) for c in crops], test.labels[pick]),
+      'sklearn_8x8': (list(scikit), scikit_labels),
+      'sklearn_8x8_odd': (list(scikit[1::2]), scikit_labels[1::2]),
+      'sklearn_8x8_inverted': (list(255 - scikit), scikit_labels),
+      'pasted': ([pasted(rng, c) for c in crops], test.labels[pick]),
   }
   font_labels = rng.integers(0, 10, FLAGS.n)
   sets['fonts'] = ([font_digit(rng, int(l), fonts) for l in font_labels], font_labels)
   results = {}
   for name, (images, labels) in sets.items():
-    probabilities, failed = [], 0
-    for image in images:
-      try:
-        probabilities.append(predictor([image])[0])
-      except predict.ImageProblem:
-        failed += 1
-        probabilities.append(np.zeros(10))
-    correct = np.argmax(probabilities, axis=1) == labels
-    results[name] = {'accuracy': round(float(correct.mean()), 4), 'images': len(images),
-                     'unreadable': failed}
+    accuracy, refused, wrong, seen, predictions = score(predictor, images, labels)
+    results[name] = {'images': len(images), 'accuracy': round(accuracy, 4),
+                     'refused': len(refused), 'wrong': len(wrong)}
+    if FLAGS.pictures:
+      mistakes_picture(name, images, labels, seen, predictions, refused, wrong, FLAGS.pictures)
     if FLAGS.save_examples:
       os.makedirs(FLAGS.save_examples, exist_ok=True)
       for i, image in enumerate(images[:20]):
         image = image if isinstance(image, Image.Image) else Image.fromarray(image)
         image.convert('RGB').save(os.path.join(FLAGS.save_examples, f'{name}_{i:02d}_{labels[i]}.png'))
-        Image.fromarray(predict.preprocess(image)).resize((112, 112), Image.Resampling.NEAREST).save(
+        Image.fromarray(seen[i]).resize((112, 112), Image.Resampling.NEAREST).save(
             os.path.join(FLAGS.save_examples, f'{name}_{i:02d}_{labels[i]}_seen.png'))
     print(f'{name}: {results[name]}', file=sys.stderr)
-  print(json.dumps({'workdir': FLAGS.workdir, 'seed': FLAGS.seed, 'sets': results}, indent=2))
+  report = {'workdir': FLAGS.workdir, 'seed': FLAGS.seed, 'cpu': hardware.describe(),
+            'sets': results}
+  if FLAGS.throughput:
+    report['throughput'] = throughput(predictor, rng, test)
+  print(json.dumps(report, indent=2))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """explore, eval and predict on the tiny config and synthetic data."""
 
+import io
 import json
 import os
 import subprocess
@@ -137,6 +138,27 @@ def test_predict_files(trained, tmp_path):
   seen = sorted(os.listdir(out_dir))
   assert len(seen) == 2 and all(s.endswith('.png') for s in seen)
   assert np.asarray(Image.open(out_dir / seen[0])).shape == (28, 28)
+
+
+def test_predict_files_classifies_in_batches_of_one_shape(trained, tmp_path, monkeypatch):
+  folder = _digit_files(tmp_path / 'in')
+  for i, size in enumerate((40, 300, 1000)):  # More digits, of other sizes.
+    Image.open(folder / 'ring.jpg').resize((size, size)).save(folder / f'more{i}.png')
+  predictor = predict.Predictor.from_workdir(trained)
+  shapes, apply = [], predictor.apply
+  predictor.apply = lambda x: shapes.append(x.shape) or apply(x)
+  monkeypatch.setattr(predict, 'BATCH', 2)
+  files = predict.image_paths([str(folder)])
+  out = io.StringIO()
+  assert predictor.predict_files(files, out=out) == 3
+  records = [json.loads(line) for line in out.getvalue().splitlines()]
+  assert [r['file'] for r in records] == files  # In order, errors in their places.
+  assert shapes and set(shapes) == {(2, 28, 28, 1)}  # Padded: one compiled shape.
+  assert len(shapes) <= 4  # 8 files in batches of 2: the model runs per batch, not per image.
+  for record in records:
+    if 'error' not in record:
+      alone = predictor([record['file']])[0]
+      np.testing.assert_allclose(record['probabilities'], alone, atol=1e-4)
 
 
 def test_predict_function_matches_files(trained, tmp_path):
