@@ -6,7 +6,9 @@ checkpoints intact; a half-written one is ignored and cleaned up next time.
 """
 
 import os
+import time
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -14,13 +16,22 @@ from mnist_jax.errors import UserError
 
 
 class Manager:
-  """Saves a TrainState every time it is asked, keeps the last N."""
+  """Saves a TrainState every time it is asked, keeps the last N.
+
+  A checkpoint that cannot be read back (a truncated, missing or overwritten
+  file, lost metadata) is moved to `<workdir>/checkpoints_damaged/` with a
+  warning, never deleted, and the one before it is used.
+  """
 
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
+    self._keep = keep
+    self._open()
+
+  def _open(self):
     self._manager = ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True))
 
   def latest_step(self):
     return self._manager.latest_step()
@@ -30,22 +41,49 @@ class Manager:
 
   def save(self, step: int, state) -> None:
     """Starts an asynchronous save; `close()` waits for it."""
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+    except OSError as e:
+      raise UserError(f'Cannot write the checkpoint for step {step} in {self.directory}: '
+                      f'{e.strerror or e}. The checkpoints written before it are kept.') from e
 
-  def restore(self, state, step=None):
-    """Restores `step` (default: the latest) onto `state`'s structure and shardings.
+  def restore(self, state, step=None, required: bool = False):
+    """Restores `step` (default: the latest readable one) onto `state`'s structure
+    and shardings.
 
-    Returns `state` unchanged when there is no checkpoint. Any shape or
-    structure mismatch, e.g. a checkpoint of another model, is a UserError.
+    Returns `state` unchanged when there is no usable checkpoint, unless
+    `required`. A shape or structure mismatch, e.g. a checkpoint of another
+    model, is a UserError; a damaged checkpoint is set aside (see the class).
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return state
-    if step not in self.all_steps():
+    if step is not None and step not in self.all_steps():
       raise UserError(f'No checkpoint for step {step} in {self.directory}; '
                       f'available: {self.all_steps()}.')
+    candidates = [step] if step is not None else sorted(self.all_steps(), reverse=True)
+    for i, candidate in enumerate(candidates):
+      try:
+        return self._restore(state, candidate)
+      except _Damaged as e:
+        moved = self._set_aside(candidate)
+        later = candidates[i + 1:]
+        logging.warning('The checkpoint at step %d is damaged (%s); moved it to %s. %s',
+                        candidate, e, moved,
+                        f'Using the one at step {later[0]}.' if later else
+                        'No other checkpoint is left.')
+    if required or step is not None:
+      raise UserError(f'No usable checkpoint in {self.directory}'
+                      + (f' (damaged ones were moved to {self._damaged_dir()})'
+                         if candidates else '') + '.')
+    return state
+
+  def _restore(self, state, step):
+    try:
+      metadata = self._manager.item_metadata(step)
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Damaged(f'unreadable metadata: {_first_line(e)}') from e
+    if metadata is None or not jax.tree.leaves(metadata):
+      raise _Damaged('its metadata is missing')
     # Compare shapes first: a failed restore leaves orbax's threads in a mess.
-    saved = sorted(tuple(a.shape) for a in jax.tree.leaves(self._manager.item_metadata(step)))
+    saved = sorted(tuple(a.shape) for a in jax.tree.leaves(metadata))
     wanted = sorted(tuple(a.shape) for a in jax.tree.leaves(state))
     if saved != wanted:
       diff = next(((a, b) for a, b in zip(saved, wanted) if a != b), None)
@@ -63,14 +101,49 @@ class Manager:
           f'The checkpoint at step {step} in {self.directory} does not fit the configured '
           f'training state ({str(e).splitlines()[0].rstrip(":")}): it was written by another '
           'version of mnist_jax or another config. Use a new --workdir, or retrain.') from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Damaged(_first_line(e)) from e  # TensorStore: a truncated or missing file.
+
+  def _damaged_dir(self):
+    return os.path.join(os.path.dirname(self.directory), 'checkpoints_damaged')
+
+  def _set_aside(self, step) -> str:
+    """Moves a damaged checkpoint out of orbax's sight; returns where to."""
+    self._manager.close()
+    target = os.path.join(self._damaged_dir(), f'{step}_{time.strftime("%Y%m%d-%H%M%S")}')
+    try:
+      os.makedirs(self._damaged_dir(), exist_ok=True)
+      os.rename(os.path.join(self.directory, str(step)), target)
+    except FileNotFoundError:
+      pass  # Another process of this run moved it first.
+    except OSError as e:
+      raise UserError(f'The checkpoint at step {step} in {self.directory} is damaged and '
+                      f'could not be moved aside ({e.strerror}): move or delete it, then run '
+                      'again.') from e
+    self._open()
+    return target
 
   def close(self) -> None:
     """Waits for pending saves, then releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+    except OSError as e:
+      raise UserError(f'Cannot write checkpoints in {self.directory}: {e.strerror or e}. '
+                      'The checkpoints written before are kept.') from e
+    finally:
+      self._manager.close()
 
   def __enter__(self):
     return self
 
   def __exit__(self, *exc):
     self.close()
+
+
+class _Damaged(Exception):
+  """A checkpoint whose files cannot be read back."""
+
+
+def _first_line(e: Exception) -> str:
+  text = str(e).splitlines()[0] if str(e) else type(e).__name__
+  return text.split(' See full TensorStore details')[0][:200]

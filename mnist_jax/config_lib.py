@@ -47,6 +47,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.batch_size > 60_000:
     raise UserError(f'--config.batch_size={config.batch_size} is larger than the '
                     'training set (60,000 images).')
+  if config.eval_batch_size > 10_000:
+    raise UserError(f'--config.eval_batch_size={config.eval_batch_size} is larger than the '
+                    'test set (10,000 images); the rest would be padding.')
+  sizes = {'conv_features': config.conv_features, 'hidden_features': config.hidden_features,
+           'dense_features': (config.dense_features,), 'convs_per_block': (config.convs_per_block,)}
+  for key, values in sizes.items():
+    if not all(isinstance(v, int) and v >= 1 for v in values) or not values:
+      raise UserError(f'--config.{key}={config[key]!r}: sizes must be whole numbers >= 1.')
+  if len(config.conv_features) > 4:
+    raise UserError(f'--config.conv_features={tuple(config.conv_features)}: at most 4 '
+                    'blocks, since each halves the 28x28 image.')
+  if config.train_steps_per_epoch is not None and config.train_steps_per_epoch < 1:
+    raise UserError(f'--config.train_steps_per_epoch={config.train_steps_per_epoch} must be '
+                    '>= 1 (leave it unset for the whole training set).')
+  if not 0 <= config.momentum < 1:
+    raise UserError(f'--config.momentum must be in [0, 1), got {config.momentum!r}.')
 
 
 DATA_KEYS = ('data_dir', 'manual_dir')
@@ -66,18 +82,27 @@ def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
   from configs import default  # pylint: disable=g-import-not-at-top
   # Keys added since that run was trained take their defaults (new features are off).
   config = default.get_config()
-  with open(path) as f:
-    for key, value in json.load(f).items():
-      config[key] = value
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    for key, value in saved.items():
+      config[key] = tuple(value) if isinstance(value, list) else value
+  except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+    raise UserError(f'{path} is damaged or not a config this version can read ({e}). '
+                    'Restore it, or write it again from the config the run was trained with.'
+                    ) from e
   for key in DATA_KEYS:
     if data_from is not None and data_from.get(key) is not None:
       config[key] = data_from[key]
+  try:
+    validate(config)
+  except UserError as e:
+    raise UserError(f'{path}: {e}') from e
   return config
 
 
 def save(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config as `workdir/config.json` (atomically)."""
-  path = os.path.join(workdir, 'config.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
+  from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.write_atomically(os.path.join(workdir, 'config.json'),
+                               json.dumps(config.to_dict(), indent=2, sort_keys=True))

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Iterable, Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
@@ -56,6 +57,10 @@ class ImageProblem(ValueError):
 def open_image(path: str) -> Image.Image:
   """Opens a file as a PIL image (the first frame of an animation)."""
   if not os.path.isfile(path):
+    if os.path.islink(path):
+      raise ImageProblem('a symbolic link that leads nowhere (broken, or a loop)')
+    if os.path.exists(path):
+      raise ImageProblem('not a regular file (a folder, FIFO, socket or device)')
     raise ImageProblem('no such file')
   size = os.path.getsize(path)
   if size == 0:
@@ -300,12 +305,17 @@ def preprocess(image) -> np.ndarray:
   return to_mnist(grey)
 
 
-def image_paths(paths: Sequence[str]) -> list[str]:
-  """Files as given; folders expanded to their images, recursively, sorted."""
+def image_paths(paths: Sequence[str], problems: list | None = None) -> list[str]:
+  """Files as given; folders expanded to their images, recursively, sorted.
+
+  Folders that cannot be read are added to `problems` (as messages).
+  """
   out = []
+  problems = [] if problems is None else problems
   for path in paths:
     if os.path.isdir(path):
-      for root, dirs, files in os.walk(path):
+      on_error = lambda e: problems.append(f'{e.filename}: {e.strerror}')
+      for root, dirs, files in os.walk(path, onerror=on_error):
         dirs.sort()
         out += [os.path.join(root, f) for f in sorted(files)
                 if f.lower().endswith(IMAGE_EXTENSIONS)]
@@ -406,15 +416,18 @@ def predict(images: Iterable, workdir: str, step: int | None = None) -> np.ndarr
 def predict_files(paths: Sequence[str], workdir: str, step: int | None = None,
                   save_preprocessed: str | None = None, out=sys.stdout) -> int:
   """Writes one JSON object per image to `out`; returns how many failed."""
-  files = image_paths(paths)
+  problems = []
+  files = image_paths(paths, problems)
   if not files:
     raise UserError(f'No images found in {", ".join(paths)} '
-                    f'(looked for {", ".join(IMAGE_EXTENSIONS)} in folders).')
-  predictor = Predictor.from_workdir(workdir, step)
+                    f'(looked for {", ".join(IMAGE_EXTENSIONS)} in folders)'
+                    + (f'; could not read {"; ".join(problems)}.' if problems else '.'))
+  for problem in problems:
+    logging.warning('Skipped a folder that cannot be read: %s', problem)
   if save_preprocessed:
     try:
       os.makedirs(save_preprocessed, exist_ok=True)
     except OSError as e:
       raise UserError(f'--save_preprocessed={save_preprocessed}: cannot make that folder '
                       f'({e.strerror or e}).') from e
-  return predictor.predict_files(files, save_preprocessed, out)
+  return Predictor.from_workdir(workdir, step).predict_files(files, save_preprocessed, out)

@@ -7,6 +7,7 @@ each epoch (from the epoch number) and dropout (from the step number), which is
 what makes a resumed run end exactly where an uninterrupted one would.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -22,7 +23,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mnist_jax import checkpoints, config_lib, distributed, input_pipeline, models
+from mnist_jax import checkpoints, config_lib, distributed, input_pipeline, models, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 NUM_TRAIN_IMAGES = 60_000
@@ -255,36 +256,12 @@ def restore_trained(workdir: str, config, step: int | None = None):
   tx = create_optimizer(config, steps_per_epoch(config) * config.num_epochs)
   graphdef, state = init_state(config, tx, mesh)
   directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    raise UserError(f'No checkpoint in {workdir}: train one first with '
-                    f'python main.py --workdir={workdir}')
-  with checkpoints.Manager(directory, config.keep_checkpoints) as ckpt:
-    if ckpt.latest_step() is None:
-      raise UserError(f'No checkpoint in {directory}: train one first with '
+  with checkpoints.Manager(directory, config.keep_checkpoints) if os.path.isdir(
+      directory) else contextlib.nullcontext() as ckpt:
+    if ckpt is None or ckpt.latest_step() is None:
+      raise UserError(f'No checkpoint in {workdir}: train one first with '
                       f'python main.py --workdir={workdir}')
-    return graphdef, ckpt.restore(state, step), mesh
-
-
-def prepare_workdir(workdir: str) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f'.write_test.{jax.process_index()}')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise UserError(f'Cannot write to --workdir={workdir}: {e.strerror}. '
-                    'Choose a folder you can write to.') from e
-
-
-def _truncate_metrics(path: str, last_step: int) -> None:
-  """Drops metric lines written after the checkpoint a run resumes from."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)['step'] <= last_step]
-  with open(path, 'w') as f:
-    f.writelines(lines)
+    return graphdef, ckpt.restore(state, step, required=True), mesh
 
 
 def _check_finite(loss_sum: float, step: int, epoch: int, ckpt: checkpoints.Manager):
@@ -294,6 +271,32 @@ def _check_finite(loss_sum: float, step: int, epoch: int, ckpt: checkpoints.Mana
             if last is not None else 'No checkpoint had been written yet.')
     raise UserError(f'Training diverged: the loss became {loss_sum} in epoch {epoch} '
                     f'(by step {step}). {kept} Try a lower --config.learning_rate.')
+
+
+def check_devices(mesh) -> None:
+  """Refuses several CPU devices in one process, where XLA:CPU can deadlock.
+
+  With jaxlib 0.10.2, the all-reduce of the gradients runs on XLA:CPU's
+  intra-op thread pool, which has one thread per core; when those threads all
+  wait in the all-reduce for devices whose own work needs the same pool, no
+  device can go on (seen with the default model on 8 host devices of a 2-core
+  CPU: 7 of 8 arrived, then XLA aborted after 40 s). Host devices share the
+  same cores anyway, so they add no speed. Several processes with one CPU
+  device each exchange gradients over gloo instead and are not affected.
+  MNIST_JAX_ALLOW_CPU_DEVICES=1 lets tests exercise the sharding code with
+  small models, where it has not deadlocked.
+  """
+  local = jax.local_device_count()
+  if (jax.default_backend() == 'cpu' and local > 1
+      and os.environ.get('MNIST_JAX_ALLOW_CPU_DEVICES') != '1'):
+    raise UserError(
+        f'{local} CPU devices in one process (XLA_FLAGS=--xla_force_host_platform_'
+        'device_count): XLA:CPU\'s all-reduce can deadlock on them, and they share the same '
+        'cores, so they add no speed. Train on one device (unset that flag), or in several '
+        'processes of one device each; MNIST_JAX_ALLOW_CPU_DEVICES=1 overrides this, for '
+        'testing the sharding code on small models.')
+  if mesh.size > 1 and jax.process_count() == 1:
+    logging.info('Data parallel over %d devices.', mesh.size)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -309,12 +312,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
-  prepare_workdir(workdir)
   mesh = make_mesh()
+  check_devices(mesh)
   if config.batch_size % mesh.size:
     raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
+  workdir_lib.prepare(workdir, jax.process_index())
+  primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
+  with contextlib.ExitStack() as stack:
+    if primary:
+      stack.enter_context(workdir_lib.lock(workdir))
+    return _train(config, workdir, start_time, data, mesh, primary, stack)
 
+
+def _train(config, workdir, start_time, data, mesh, primary, stack):
   if data is None:
     data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
   train, test = data['train'], data['test']
@@ -323,83 +334,92 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   tx = create_optimizer(config, total_steps)
   graphdef, state = init_state(config, tx, mesh)
 
-  with checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
-                           config.keep_checkpoints) as ckpt:
-    state = ckpt.restore(state)
-    start_step = int(state.step)
-    metrics_path = os.path.join(workdir, 'metrics.jsonl')
-    primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
-    if primary:
-      _truncate_metrics(metrics_path, start_step)
-      config_lib.save(config, workdir)
-    if start_step >= total_steps:
-      logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
-                   workdir, start_step)
-    elif start_step:
-      logging.info('Resuming from the checkpoint at step %d.', start_step)
+  ckpt = stack.enter_context(checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
+                                                 config.keep_checkpoints))
+  state = ckpt.restore(state)
+  start_step = int(state.step)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  history = workdir_lib.truncate_metrics(metrics_path, start_step) if primary else []
+  if primary:
+    config_lib.save(config, workdir)
+  if start_step >= total_steps:
+    logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
+                 workdir, start_step)
+  elif start_step:
+    logging.info('Resuming from the checkpoint at step %d.', start_step)
 
-    replicated = NamedSharding(mesh, P())
-    images = jax.device_put(train.images, replicated)
-    labels = jax.device_put(train.labels, replicated)
-    train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
-    permutation = make_permutation(config, mesh)
-    steps_per_call = resolve_steps_per_call(config, steps)
-    evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
-    bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
-                     if state.ema_params is not None and jax.tree.leaves(state.model_state)
-                     else None)
+  replicated = NamedSharding(mesh, P())
+  images = jax.device_put(train.images, replicated)
+  labels = jax.device_put(train.labels, replicated)
+  train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
+  permutation = make_permutation(config, mesh)
+  steps_per_call = resolve_steps_per_call(config, steps)
+  evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
+  bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
+                   if state.ema_params is not None and jax.tree.leaves(state.model_state)
+                   else None)
 
-    metrics = _last_metrics(metrics_path)
-    writer = _summary_writer(workdir) if primary else None
-    for epoch in range(start_step // steps + 1, config.num_epochs + 1):
-      perm = permutation(epoch, len(train))
-      sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
-      tick, tick_step, done = time.time(), 0, 0
-      while done < steps:
-        num_steps = min(steps_per_call, steps - done)
-        state, sums = train_step(state, sums, images, labels, perm, num_steps)
-        done += num_steps
-        if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
-            done == steps):
-          loss_sum, correct, count = jax.device_get(sums)
-          _check_finite(loss_sum, (epoch - 1) * steps + done, epoch, ckpt)
-          rate = (done - tick_step) * config.batch_size / (time.time() - tick)
-          tick, tick_step = time.time(), done
-          logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
-                       epoch, config.num_epochs, done, steps, loss_sum / count,
-                       100 * correct / count, rate)
-      if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
-        state = state.replace(
-            model_state=bn_statistics(state.ema_params, state.model_state, images))
-      metrics = {'epoch': epoch, 'step': int(state.step),
-                 'train_loss': float(loss_sum / count),
-                 'train_accuracy': float(correct / count),
-                 **evaluator.metrics(state.eval_params, state.model_state),
-                 'elapsed_s': round(time.time() - start_time, 2)}
-      logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
-                   epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
-                   metrics['elapsed_s'])
-      if primary:
-        with open(metrics_path, 'a') as f:
-          f.write(json.dumps(metrics) + '\n')
-        for key, value in metrics.items():
-          writer.add_scalar(key, value, metrics['step'])
-        writer.flush()
-      if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
-        ckpt.save(int(state.step), state)
+  metrics = history[-1] if history else {}
+  writer = stack.enter_context(_Summaries(workdir)) if primary else None
+  for epoch in range(start_step // steps + 1, config.num_epochs + 1):
+    perm = permutation(epoch, len(train))
+    sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+    tick, tick_step, done = time.time(), 0, 0
+    while done < steps:
+      num_steps = min(steps_per_call, steps - done)
+      state, sums = train_step(state, sums, images, labels, perm, num_steps)
+      done += num_steps
+      if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
+          done == steps):
+        loss_sum, correct, count = jax.device_get(sums)
+        _check_finite(loss_sum, (epoch - 1) * steps + done, epoch, ckpt)
+        rate = (done - tick_step) * config.batch_size / (time.time() - tick)
+        tick, tick_step = time.time(), done
+        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
+                     epoch, config.num_epochs, done, steps, loss_sum / count,
+                     100 * correct / count, rate)
+    if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
+      state = state.replace(
+          model_state=bn_statistics(state.ema_params, state.model_state, images))
+    metrics = {'epoch': epoch, 'step': int(state.step),
+               'train_loss': float(loss_sum / count),
+               'train_accuracy': float(correct / count),
+               **evaluator.metrics(state.eval_params, state.model_state),
+               'elapsed_s': round(time.time() - start_time, 2)}
+    logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
+                 epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
+                 metrics['elapsed_s'])
     if primary:
-      writer.close()
+      workdir_lib.append_line(metrics_path, json.dumps(metrics))
+      writer.write(metrics)
+    if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+      ckpt.save(int(state.step), state)
   return metrics
 
 
-def _last_metrics(path: str) -> dict:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    lines = [l for l in f if l.strip()]
-  return json.loads(lines[-1]) if lines else {}
+class _Summaries:
+  """TensorBoard scalars of each evaluation; closed on every way out of the run."""
 
+  def __init__(self, workdir: str):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self.directory = os.path.join(workdir, 'tensorboard')
+    try:
+      self._writer = SummaryWriter(self.directory)
+    except OSError as e:
+      raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '
+                      f'{e.strerror or e}.') from e
 
-def _summary_writer(workdir: str):
-  from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  return SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  def write(self, metrics: dict) -> None:
+    try:
+      for key, value in metrics.items():
+        self._writer.add_scalar(key, value, metrics['step'])
+      self._writer.flush()
+    except OSError as e:
+      raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '
+                      f'{e.strerror or e}.') from e
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._writer.close()

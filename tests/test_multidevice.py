@@ -54,7 +54,7 @@ WORKER = textwrap.dedent('''
 
 def run_worker(devices, workdir, mnist_dirs, **overrides):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
+             JAX_PLATFORMS='cpu', MNIST_JAX_ALLOW_CPU_DEVICES='1')
   code = WORKER.format(root=ROOT, overrides=json.dumps(overrides), data_dir=mnist_dirs[1],
                        manual_dir=mnist_dirs[0], workdir=str(workdir))
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -106,7 +106,7 @@ def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1):
   with socket.socket() as sock:  # A free port for the coordinator.
     sock.bind(('localhost', 0))
     port = sock.getsockname()[1]
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
+  env = dict(os.environ, JAX_PLATFORMS='cpu', MNIST_JAX_ALLOW_CPU_DEVICES='1',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}')
   out = []
   for i in range(num_processes):

@@ -64,6 +64,16 @@ def test_evaluation_counts_every_example_once(tiny_config):
     ('optimizer', 'lion', 'choose one of'),
     ('dropout_rate', 1.0, 'dropout_rate must be in'),
     ('batch_size', 100_000, 'larger than the training set'),
+    # Values that passed these checks once and then crashed or misbehaved later:
+    ('conv_features', (0,), 'whole numbers >= 1'),
+    ('conv_features', (-8, 16), 'whole numbers >= 1'),
+    ('conv_features', (8, 8, 8, 8, 8), 'at most 4'),
+    ('dense_features', 0, 'whole numbers >= 1'),
+    ('hidden_features', (512, 0), 'whole numbers >= 1'),
+    ('train_steps_per_epoch', -5, 'must be >= 1'),
+    ('train_steps_per_epoch', 0, 'must be >= 1'),  # Once silently the whole epoch.
+    ('eval_batch_size', 1_000_000_000, 'larger than the test set'),  # Once 730 GiB.
+    ('momentum', 1.5, 'momentum must be in'),
 ])
 def test_config_validation(tiny_config, key, value, message):
   tiny_config[key] = value
@@ -151,7 +161,7 @@ def test_config_of_an_older_run_gets_defaults_for_newer_keys(tiny_config, tmp_pa
 def test_unwritable_workdir(tiny_config, synthetic_data, tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a folder')
-  with pytest.raises(UserError, match='Cannot write to --workdir'):
+  with pytest.raises(UserError, match='Cannot write to'):
     train.train_and_evaluate(tiny_config, str(blocker / 'run'), data=synthetic_data)
 
 

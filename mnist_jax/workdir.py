@@ -1,0 +1,107 @@
+"""The run's folder: checked before any work, one run at a time, files replaced whole.
+
+A run writes `config.json`, `metrics.jsonl`, TensorBoard events and
+`checkpoints/` here. Every failure to write is one message naming the file,
+never a traceback or a hang, and what was written before stays usable.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+
+from mnist_jax.errors import UserError
+
+LOCK_FILE = '.lock'
+
+
+def prepare(workdir: str, process_index: int = 0) -> None:
+  """Creates `workdir` and `workdir/checkpoints`, and checks both take files."""
+  for folder in (workdir, os.path.join(workdir, 'checkpoints')):
+    try:
+      os.makedirs(folder, exist_ok=True)
+      probe = os.path.join(folder, f'.write_test.{process_index}')
+      with open(probe, 'w') as f:
+        f.write('ok')
+      os.remove(probe)
+    except OSError as e:
+      raise UserError(f'Cannot write to {folder}: {e.strerror or e}. Choose a --workdir '
+                      'you can write to.') from e
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+  """Holds an exclusive OS lock on `workdir` for the life of one training run.
+
+  The OS drops it when the process ends, however it ends, so a crashed run
+  leaves no stale lock. Only process 0 of a multi-process run takes it: the
+  processes of one run share their workdir.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  try:
+    f = open(path, 'a+')
+  except OSError as e:
+    raise UserError(f'Cannot write {path}: {e.strerror or e}.') from e
+  with f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      owner = f.read().strip() or 'another process'
+      raise UserError(f'Another run is training in {workdir} ({owner}). Wait for it to '
+                      'finish or stop it, or choose another --workdir.') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {os.uname().nodename}\n')
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Replaces `path` whole (a temporary file, then a rename): a kill at any
+  moment leaves the old file or the new one, never a half-written one."""
+  try:
+    with open(path + '.tmp', 'w') as f:
+      f.write(text)
+    os.replace(path + '.tmp', path)
+  except OSError as e:
+    raise UserError(f'Cannot write {path}: {e.strerror or e}.') from e
+
+
+def append_line(path: str, text: str) -> None:
+  try:
+    with open(path, 'a') as f:
+      f.write(text + '\n')
+  except OSError as e:
+    raise UserError(f'Cannot write {path}: {e.strerror or e}. The checkpoints written '
+                    'so far are kept.') from e
+
+
+def read_metrics(path: str) -> list[dict]:
+  """The lines of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except OSError as e:
+    raise UserError(f'Cannot read {path}: {e.strerror or e}.') from e
+  out = []
+  for line in lines:
+    try:
+      out.append(json.loads(line))
+    except json.JSONDecodeError:
+      continue
+  return out
+
+
+def truncate_metrics(path: str, last_step: int) -> list[dict]:
+  """Drops metric lines written after the checkpoint a run resumes from, atomically;
+  returns the lines kept."""
+  kept = [m for m in read_metrics(path) if isinstance(m, dict) and m.get('step', 0) <= last_step]
+  if os.path.exists(path):
+    write_atomically(path, ''.join(json.dumps(m) + '\n' for m in kept))
+  return kept
