@@ -11,14 +11,10 @@ set is visible as what it is.
 
 import itertools
 import json
-import os
 import sys
 
 from absl import app, flags
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 flags.DEFINE_list('workdirs', None, 'Trained workdirs.', required=True)
 flags.DEFINE_string('data_dir', None, 'tfds data folder (or the one the workdirs saved).')

@@ -35,10 +35,8 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import hardware  # pylint: disable=wrong-import-position
-from mnist_jax import input_pipeline, plots, predict  # pylint: disable=wrong-import-position
+import hardware  # benchmarks/hardware.py, beside this file.
+from mnist_jax import input_pipeline, plots, predict
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')

@@ -25,7 +25,6 @@ from absl import app, flags
 import hardware  # benchmarks/hardware.py, beside this file.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 flags.DEFINE_list('configs', ['default'], 'Config names in configs/.')
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')

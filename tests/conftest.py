@@ -6,12 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # `configs` and `mnist_jax` import from the checkout.
-MNIST_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'datasets', 'mnist')
+from configs import tiny  # Installed by requirements.txt (`-e .`).
+from mnist_jax import input_pipeline
 
-from configs import tiny  # pylint: disable=wrong-import-position
-from mnist_jax import input_pipeline  # pylint: disable=wrong-import-position
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'datasets', 'mnist')
 
 
 def synthetic_split(n, seed=0):

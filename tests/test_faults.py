@@ -90,9 +90,9 @@ def test_a_second_run_on_the_same_workdir_is_refused(tiny_config, synthetic_data
 
 def test_the_lock_of_a_killed_run_is_not_stale(tiny_config, synthetic_data, tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1]); '
-       'from mnist_jax import workdir; l = workdir.lock(sys.argv[2]); l.__enter__(); '
-       'print("locked", flush=True); time.sleep(600)', ROOT, str(tmp_path)],
+      [sys.executable, '-c', 'import sys, time; '
+       'from mnist_jax import workdir; l = workdir.lock(sys.argv[1]); l.__enter__(); '
+       'print("locked", flush=True); time.sleep(600)', str(tmp_path)],
       stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
   with pytest.raises(UserError, match='Another run is training'):

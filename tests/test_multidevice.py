@@ -22,9 +22,8 @@ from mnist_jax.errors import UserError
 
 # Runs in a child process: the device count is fixed when JAX starts.
 WORKER = textwrap.dedent('''
-    import json, sys
+    import json
     import jax
-    sys.path.insert(0, {root!r})
     from configs import tiny
     from mnist_jax import input_pipeline, train
     config = tiny.get_config()
@@ -55,7 +54,7 @@ WORKER = textwrap.dedent('''
 def run_worker(devices, workdir, mnist_dirs, **overrides):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', MNIST_JAX_ALLOW_CPU_DEVICES='1')
-  code = WORKER.format(root=ROOT, overrides=json.dumps(overrides), data_dir=mnist_dirs[1],
+  code = WORKER.format(overrides=json.dumps(overrides), data_dir=mnist_dirs[1],
                        manual_dir=mnist_dirs[0], workdir=str(workdir))
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           env=env, timeout=600)
