@@ -72,7 +72,7 @@ def throughput(config, data) -> dict:
   images = jax.device_put(data['train'].images, replicated)
   labels = jax.device_put(data['train'].labels, replicated)
   perm = train.make_permutation(config, mesh)(1, len(data['train']))
-  sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+  sums = jax.device_put(train.TrainMetrics.zeros(), replicated)
 
   k = train.resolve_steps_per_call(config, steps)
   calls = max(1, FLAGS.steps // k)

@@ -74,16 +74,50 @@ def resolve_steps_per_call(config, steps: int) -> int:
   return 1 if jax.default_backend() == 'cpu' else steps
 
 
-def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-  """The optax optimizer and learning-rate schedule the config names."""
+def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
+  """Step (0 for the first update) -> learning rate."""
   lr = config.learning_rate
   if config.schedule == 'constant':
-    schedule = optax.constant_schedule(lr)
-  elif config.schedule == 'cosine':
+    return optax.constant_schedule(lr)
+  if config.schedule == 'cosine':
     warmup = int(config.warmup_epochs * total_steps / config.num_epochs)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps)
-  else:  # onecycle
-    schedule = optax.cosine_onecycle_schedule(total_steps, lr)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps)
+  return optax.cosine_onecycle_schedule(total_steps, lr)
+
+
+@flax.struct.dataclass
+class TrainMetrics:
+  """What training reports, accumulated on the device over an epoch's steps.
+
+  Sums (loss, correct, count) over the epoch so far; the gradient norm and
+  learning rate of its latest step. `compute` reads them on the host.
+  """
+  loss: jax.Array
+  correct: jax.Array
+  count: jax.Array
+  grad_norm: jax.Array
+  learning_rate: jax.Array
+
+  @classmethod
+  def zeros(cls) -> 'TrainMetrics':
+    return cls(np.float32(0), np.int32(0), np.int32(0), np.float32(0), np.float32(0))
+
+  def merge(self, loss, correct, grad_norm, learning_rate) -> 'TrainMetrics':
+    """Adds one step's per-example losses and 0/1 correctness."""
+    return TrainMetrics(self.loss + loss.sum(), self.correct + correct.sum(),
+                        self.count + loss.shape[0], grad_norm, learning_rate)
+
+  def compute(self) -> dict[str, float]:
+    """Means over the epoch so far (a NaN/inf loss stays non-finite)."""
+    loss, correct, count, grad_norm, lr = jax.device_get(
+        (self.loss, self.correct, self.count, self.grad_norm, self.learning_rate))
+    return {'loss': float(loss / count), 'accuracy': float(correct / count),
+            'grad_norm': float(grad_norm), 'learning_rate': float(lr)}
+
+
+def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+  """The optax optimizer the config names, on `learning_rate_schedule`."""
+  schedule = learning_rate_schedule(config, total_steps)
   if config.optimizer == 'adam':
     return optax.adam(schedule)
   if config.optimizer == 'adamw':
@@ -93,15 +127,30 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
                                nesterov=config.optimizer == 'nesterov'))
 
 
+def _state_of(config, tx, model):
+  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+  return graphdef, TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+      opt_state=tx.init(params),
+      ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
+
+
 def init_state(config, tx, mesh):
   """A fresh, replicated TrainState, and the model's graph definition."""
   init_key, _, _ = seed_keys(config.seed)
   model = models.create_model(config, seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
-  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                     opt_state=tx.init(params),
-                     ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
+  graphdef, state = _state_of(config, tx, model)
   return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def abstract_state(config, tx, mesh):
+  """The graph definition and the TrainState's shapes, dtypes and (replicated)
+  shardings, without initialising anything: the target a checkpoint restores onto."""
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: models.create_model(config, seed=0)))
+  state = jax.eval_shape(lambda: _state_of(config, tx, models.create_model(config, seed=0))[1])
+  replicated = NamedSharding(mesh, P())
+  return graphdef, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
 
 
 def loss_and_correct(logits, labels, label_smoothing=0.0):
@@ -112,12 +161,12 @@ def loss_and_correct(logits, labels, label_smoothing=0.0):
 
 
 def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
-  """The jitted train step: (state, sums, images, labels, perm, num_steps) -> (state, sums).
+  """The jitted train step: (state, metrics, images, labels, perm, num_steps) -> (state, metrics).
 
-  `sums` accumulates (loss, correct, count) over an epoch on the device. A
-  NaN/inf loss makes the loss sum non-finite, which the host checks whenever it
-  reads the sums.
+  `metrics` (TrainMetrics) accumulates over an epoch on the device. A NaN/inf
+  loss makes its loss sum non-finite, which the host checks whenever it reads it.
   """
+  schedule = learning_rate_schedule(config, steps * config.num_epochs)
   _, _, dropout_key = seed_keys(config.seed)  # Dropout and augmentation.
   decay = config.ema_decay
 
@@ -163,8 +212,8 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     state = state.replace(step=state.step + 1, params=params, model_state=model_state,
                           opt_state=opt_state,
                           ema_params=ema_update(state.ema_params, params, state.step + 1))
-    sums = (sums[0] + loss.sum(), sums[1] + correct.sum(), sums[2] + bs)
-    return state, sums
+    return state, sums.merge(loss, correct, optax.global_norm(grads),
+                             jnp.asarray(schedule(state.step - 1), jnp.float32))
 
   def steps_fn(state, sums, images, labels, perm, num_steps):
     if num_steps == 1:  # Even a length-1 scan runs ~10x slower on XLA:CPU.
@@ -254,7 +303,7 @@ def restore_trained(workdir: str, config, step: int | None = None):
   """
   mesh = make_mesh()
   tx = create_optimizer(config, steps_per_epoch(config) * config.num_epochs)
-  graphdef, state = init_state(config, tx, mesh)
+  graphdef, state = abstract_state(config, tx, mesh)
   directory = os.path.join(workdir, 'checkpoints')
   with checkpoints.Manager(directory, config.keep_checkpoints) if os.path.isdir(
       directory) else contextlib.nullcontext() as ckpt:
@@ -361,29 +410,37 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
 
   metrics = history[-1] if history else {}
   writer = stack.enter_context(_Summaries(workdir)) if primary else None
+  compiled = False  # The first call compiles: images/s count from its end.
   for epoch in range(start_step // steps + 1, config.num_epochs + 1):
     perm = permutation(epoch, len(train))
-    sums = jax.device_put((np.float32(0), np.int32(0), np.int32(0)), replicated)
+    sums = jax.device_put(TrainMetrics.zeros(), replicated)
     tick, tick_step, done = time.time(), 0, 0
     while done < steps:
       num_steps = min(steps_per_call, steps - done)
       state, sums = train_step(state, sums, images, labels, perm, num_steps)
       done += num_steps
+      if not compiled:
+        jax.block_until_ready(sums)
+        compiled, tick, tick_step = True, time.time(), done
       if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
           done == steps):
-        loss_sum, correct, count = jax.device_get(sums)
-        _check_finite(loss_sum, (epoch - 1) * steps + done, epoch, ckpt)
-        rate = (done - tick_step) * config.batch_size / (time.time() - tick)
+        train_metrics = sums.compute()
+        _check_finite(train_metrics['loss'], (epoch - 1) * steps + done, epoch, ckpt)
+        rate = (done - tick_step) * config.batch_size / max(time.time() - tick, 1e-9)
         tick, tick_step = time.time(), done
-        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  %.0f images/s',
-                     epoch, config.num_epochs, done, steps, loss_sum / count,
-                     100 * correct / count, rate)
+        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  lr %.2e  '
+                     'grad norm %.3f  %.0f images/s', epoch, config.num_epochs, done, steps,
+                     train_metrics['loss'], 100 * train_metrics['accuracy'],
+                     train_metrics['learning_rate'], train_metrics['grad_norm'], rate)
+        if primary:
+          writer.write({f'train/{k}': v for k, v in train_metrics.items()} | {
+              'train/images_per_s': rate}, (epoch - 1) * steps + done)
     if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
       state = state.replace(
           model_state=bn_statistics(state.ema_params, state.model_state, images))
     metrics = {'epoch': epoch, 'step': int(state.step),
-               'train_loss': float(loss_sum / count),
-               'train_accuracy': float(correct / count),
+               'train_loss': train_metrics['loss'],
+               'train_accuracy': train_metrics['accuracy'],
                **evaluator.metrics(state.eval_params, state.model_state),
                'elapsed_s': round(time.time() - start_time, 2)}
     logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
@@ -391,7 +448,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
                  metrics['elapsed_s'])
     if primary:
       workdir_lib.append_line(metrics_path, json.dumps(metrics))
-      writer.write(metrics)
+      writer.write(metrics, metrics['step'])
     if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
       ckpt.save(int(state.step), state)
   return metrics
@@ -409,10 +466,10 @@ class _Summaries:
       raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '
                       f'{e.strerror or e}.') from e
 
-  def write(self, metrics: dict) -> None:
+  def write(self, scalars: dict, step: int) -> None:
     try:
-      for key, value in metrics.items():
-        self._writer.add_scalar(key, value, metrics['step'])
+      for key, value in scalars.items():
+        self._writer.add_scalar(key, value, step)
       self._writer.flush()
     except OSError as e:
       raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '

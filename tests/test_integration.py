@@ -38,6 +38,7 @@ def test_short_training_run_learns(cli_run):
   assert [l['epoch'] for l in lines] == [1, 2, 3, 4]
   assert lines[-1]['test_accuracy'] > 0.93  # 200 steps of 64 images of a tiny CNN.
   assert 'images/s' in result.stderr and 'test accuracy' in result.stderr
+  assert ' lr ' in result.stderr and 'grad norm' in result.stderr
   assert os.path.isfile(workdir / 'config.json')
 
 

@@ -39,7 +39,7 @@ WORKER = textwrap.dedent('''
     images = jax.device_put(data['train'].images, state.step.sharding)
     labels = jax.device_put(data['train'].labels, state.step.sharding)
     perm = train.make_permutation(config, mesh)(1, 60000)
-    sums = jax.device_put((0.0, 0, 0), state.step.sharding)
+    sums = jax.device_put(train.TrainMetrics.zeros(), state.step.sharding)
     hlo = step.lower(state, sums, images, labels, perm, 1).compile().as_text()
     print(json.dumps({{
         'devices': jax.device_count(),

@@ -29,11 +29,30 @@ def test_train_step_lowers_loss_on_fixed_batch(tiny_config):
   images, labels = jnp.asarray(data.images), jnp.asarray(data.labels)
   losses = []
   for _ in range(20):
-    sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
-    state, sums = step(state, sums, images, labels, perm, 1)
-    losses.append(float(sums[0] / sums[2]))
+    state, metrics = step(state, train.TrainMetrics.zeros(), images, labels, perm, 1)
+    losses.append(metrics.compute()['loss'])
   assert int(state.step) == 20
   assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_each_step_reports_its_learning_rate_and_gradient_norm(tiny_config):
+  config = tiny_config
+  config.schedule, config.num_epochs, config.warmup_epochs = 'cosine', 2, 1.0
+  data = synthetic_split(config.batch_size)
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=16)
+  schedule = train.learning_rate_schedule(config, 16)
+  graphdef, state = train.init_state(config, tx, mesh)
+  step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
+  perm = jnp.arange(config.batch_size)
+  images, labels = jnp.asarray(data.images), jnp.asarray(data.labels)
+  metrics = train.TrainMetrics.zeros()
+  for i in range(3):
+    state, metrics = step(state, metrics, images, labels, perm, 1)
+    report = metrics.compute()
+    assert report['learning_rate'] == pytest.approx(float(schedule(i)))  # 0 on the first.
+    assert np.isfinite(report['grad_norm']) and report['grad_norm'] > 0
+  assert int(metrics.count) == 3 * config.batch_size
 
 
 def test_evaluation_counts_every_example_once(tiny_config):
@@ -209,7 +228,7 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
   images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
   perm = train.make_permutation(config, mesh)(1, len(labels))
-  zeros = lambda: (jnp.float32(0), jnp.int32(0), jnp.int32(0))
+  zeros = train.TrainMetrics.zeros
   copy = lambda tree: jax.tree.map(jnp.copy, tree)
   start = jax.tree.map(np.asarray, fresh.params)
 
@@ -229,8 +248,8 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   scanned, scanned_sums = step(copy(fresh), zeros(), images, labels, perm, 8)
   assert int(scanned.step) == int(looped.step) == 8
   assert agree(updates(looped), updates(scanned))
-  np.testing.assert_allclose(looped_sums[0], scanned_sums[0], rtol=1e-5)
-  assert int(looped_sums[2]) == int(scanned_sums[2]) == 8 * config.batch_size
+  np.testing.assert_allclose(looped_sums.loss, scanned_sums.loss, rtol=1e-5)
+  assert int(looped_sums.count) == int(scanned_sums.count) == 8 * config.batch_size
   # The comparison is strict enough to see the batches in another order.
   swapped = jnp.concatenate([perm[config.batch_size:2 * config.batch_size],
                              perm[:config.batch_size], perm[2 * config.batch_size:]])
@@ -258,8 +277,7 @@ def test_ema_is_the_bias_corrected_average_of_the_weights(tiny_config, synthetic
   step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
   images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
   perm = jnp.arange(len(labels))
-  sums = (jnp.float32(0), jnp.int32(0), jnp.int32(0))
-  first, sums = step(state, sums, images, labels, perm, 1)
+  first, sums = step(state, train.TrainMetrics.zeros(), images, labels, perm, 1)
   p1 = jax.tree.map(np.asarray, first.params)
   # One step in, the average is the weights: nothing of the random start.
   for p, e in zip(jax.tree.leaves(p1), jax.tree.leaves(first.ema_params)):
