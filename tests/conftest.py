@@ -24,10 +24,10 @@ def synthetic_split(n, seed=0):
   return input_pipeline.Split(images, labels)
 
 
-def tiny_command(workdir, mnist_dirs, *flags):
-  """`python main.py` training the tiny config on the real MNIST, plus `flags`."""
+def tiny_command(workdir, mnist_dirs, *flags, config='tiny'):
+  """`python main.py` training the tiny config (or `config`) on the real MNIST, plus `flags`."""
   return [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
-          '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'),
+          '--config=' + os.path.join(ROOT, 'configs', f'{config}.py'),
           f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}', *flags]
 
 

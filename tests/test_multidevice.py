@@ -100,7 +100,7 @@ def test_batch_not_divisible_by_devices(mnist_dirs, tmp_path):
   assert 'not divisible by the 8 devices' in result.stderr
 
 
-def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1):
+def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1, config='tiny'):
   """main.py as each of `num_processes` processes on localhost; (Popen, log path) each."""
   with socket.socket() as sock:  # A free port for the coordinator.
     sock.bind(('localhost', 0))
@@ -113,7 +113,8 @@ def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1):
     with open(log, 'w') as f:
       proc = subprocess.Popen(
           tiny_command(workdir, mnist_dirs, f'--coordinator_address=localhost:{port}',
-                       f'--num_processes={num_processes}', f'--process_id={i}', *flags),
+                       f'--num_processes={num_processes}', f'--process_id={i}', *flags,
+                       config=config),
           stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     out.append((proc, log))
   return out
@@ -189,3 +190,15 @@ def test_dead_process_stops_the_others_then_all_resume(mnist_dirs, tmp_path):
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   assert 'Resuming from the checkpoint at step 200' in logs[0]
   assert [m['epoch'] for m in read_metrics(workdir)] == [1, 2, 3]
+
+
+def test_default_model_on_two_processes_trains(mnist_dirs, tmp_path):
+  """The real default model (not tiny) over 2 processes of one CPU device each,
+  whose gradients go over gloo: it trains, where 2 or 8 host devices in one
+  process deadlocked (see test_faults)."""
+  workdir = str(tmp_path / 'run')
+  codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.train_steps_per_epoch=30',
+                              '--config.num_epochs=1', config='default'))
+  assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+  [metrics] = read_metrics(workdir)
+  assert metrics['step'] == 30 and metrics['test_accuracy'] > 0.5, metrics
