@@ -8,7 +8,6 @@ what makes a resumed run end exactly where an uninterrupted one would.
 """
 
 import contextlib
-import json
 import os
 import time
 from typing import Any
@@ -245,9 +244,7 @@ def make_bn_statistics(graphdef, dataset: str, mesh):
   @jax.jit(out_shardings=NamedSharding(mesh, P()))
   def measure(params, model_state, images):
     model = nnx.merge(graphdef, params, model_state, copy=True)
-    for _, module in nnx.iter_modules(model):
-      if isinstance(module, nnx.BatchNorm):
-        module.momentum = 0.0  # Keep this batch's statistics, nothing of the old ones.
+    model.set_attributes(nnx.BatchNorm, momentum=0.0)  # This batch's statistics only.
     x = input_pipeline.normalize(images[:BN_STATISTICS_IMAGES], dataset)
     model(x, train=True, key=jax.random.key(0))
     return nnx.state(model, nnx.Not(nnx.Param))
@@ -409,7 +406,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
                    else None)
 
   metrics = history[-1] if history else {}
-  writer = stack.enter_context(_Summaries(workdir)) if primary else None
+  writer = stack.enter_context(workdir_lib.Writer(workdir, primary))
   compiled = False  # The first call compiles: images/s count from its end.
   for epoch in range(start_step // steps + 1, config.num_epochs + 1):
     perm = permutation(epoch, len(train))
@@ -428,13 +425,14 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
         _check_finite(train_metrics['loss'], (epoch - 1) * steps + done, epoch, ckpt)
         rate = (done - tick_step) * config.batch_size / max(time.time() - tick, 1e-9)
         tick, tick_step = time.time(), done
-        logging.info('epoch %d/%d  step %d/%d  loss %.4f  accuracy %.2f%%  lr %.2e  '
-                     'grad norm %.3f  %.0f images/s', epoch, config.num_epochs, done, steps,
-                     train_metrics['loss'], 100 * train_metrics['accuracy'],
-                     train_metrics['learning_rate'], train_metrics['grad_norm'], rate)
-        if primary:
-          writer.write({f'train/{k}': v for k, v in train_metrics.items()} | {
-              'train/images_per_s': rate}, (epoch - 1) * steps + done)
+        writer.write((epoch - 1) * steps + done,
+                     {f'train/{k}': v for k, v in train_metrics.items()} | {
+                         'train/images_per_s': rate},
+                     f'epoch {epoch}/{config.num_epochs}  step {done}/{steps}  '
+                     f'loss {train_metrics["loss"]:.4f}  '
+                     f'accuracy {100 * train_metrics["accuracy"]:.2f}%  '
+                     f'lr {train_metrics["learning_rate"]:.2e}  '
+                     f'grad norm {train_metrics["grad_norm"]:.3f}  {rate:.0f} images/s')
     if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
       state = state.replace(
           model_state=bn_statistics(state.ema_params, state.model_state, images))
@@ -443,40 +441,10 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
                'train_accuracy': train_metrics['accuracy'],
                **evaluator.metrics(state.eval_params, state.model_state),
                'elapsed_s': round(time.time() - start_time, 2)}
-    logging.info('epoch %d: test accuracy %.2f%%  test loss %.4f  (%.1f s since start)',
-                 epoch, 100 * metrics['test_accuracy'], metrics['test_loss'],
-                 metrics['elapsed_s'])
-    if primary:
-      workdir_lib.append_line(metrics_path, json.dumps(metrics))
-      writer.write(metrics, metrics['step'])
+    writer.write(metrics['step'], metrics,
+                 f'epoch {epoch}: test accuracy {100 * metrics["test_accuracy"]:.2f}%  '
+                 f'test loss {metrics["test_loss"]:.4f}  '
+                 f'({metrics["elapsed_s"]:.1f} s since start)', record=True)
     if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
       ckpt.save(int(state.step), state)
   return metrics
-
-
-class _Summaries:
-  """TensorBoard scalars of each evaluation; closed on every way out of the run."""
-
-  def __init__(self, workdir: str):
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self.directory = os.path.join(workdir, 'tensorboard')
-    try:
-      self._writer = SummaryWriter(self.directory)
-    except OSError as e:
-      raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '
-                      f'{e.strerror or e}.') from e
-
-  def write(self, scalars: dict, step: int) -> None:
-    try:
-      for key, value in scalars.items():
-        self._writer.add_scalar(key, value, step)
-      self._writer.flush()
-    except OSError as e:
-      raise UserError(f'Cannot write TensorBoard summaries to {self.directory}: '
-                      f'{e.strerror or e}.') from e
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    self._writer.close()

@@ -10,6 +10,8 @@ import fcntl
 import json
 import os
 
+from absl import logging
+
 from mnist_jax.errors import UserError
 
 LOCK_FILE = '.lock'
@@ -105,3 +107,45 @@ def truncate_metrics(path: str, last_step: int) -> list[dict]:
   if os.path.exists(path):
     write_atomically(path, ''.join(json.dumps(m) + '\n' for m in kept))
   return kept
+
+
+class Writer:
+  """Where every number a run reports goes: the log, and on process 0 TensorBoard
+  and, for evaluations, a line of metrics.jsonl. Closed on every way out of the run."""
+
+  def __init__(self, workdir: str, primary: bool):
+    self.metrics_path = os.path.join(workdir, 'metrics.jsonl')
+    self._tensorboard_dir = os.path.join(workdir, 'tensorboard')
+    self._summaries = None
+    if primary:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      try:
+        self._summaries = SummaryWriter(self._tensorboard_dir)
+      except OSError as e:
+        raise self._error(e) from e
+
+  def write(self, step: int, scalars: dict, message: str, record: bool = False) -> None:
+    """Logs `message`; on process 0 writes `scalars` to TensorBoard at `step`
+    and, if `record`, as a line of metrics.jsonl."""
+    logging.info(message)
+    if self._summaries is None:
+      return
+    if record:
+      append_line(self.metrics_path, json.dumps(scalars))
+    try:
+      for key, value in scalars.items():
+        self._summaries.add_scalar(key, value, step)
+      self._summaries.flush()
+    except OSError as e:
+      raise self._error(e) from e
+
+  def _error(self, e: OSError) -> UserError:
+    return UserError(f'Cannot write TensorBoard summaries to {self._tensorboard_dir}: '
+                     f'{e.strerror or e}.')
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    if self._summaries is not None:
+      self._summaries.close()
