@@ -59,20 +59,13 @@ def load_config(name):
 def throughput(config, data) -> dict:
   """Steady-state train and eval images/s, and the train step's compile time."""
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from mnist_jax import train  # pylint: disable=g-import-not-at-top
 
-  mesh = train.make_mesh()
-  steps = train.steps_per_epoch(config)
-  tx = train.create_optimizer(config, steps * config.num_epochs)
-  graphdef, state = train.init_state(config, tx, mesh)
-  step = train.make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
-  replicated = NamedSharding(mesh, P())
-  images = jax.device_put(data['train'].images, replicated)
-  labels = jax.device_put(data['train'].labels, replicated)
-  perm = train.make_permutation(config, mesh)(1, len(data['train']))
-  sums = jax.device_put(train.TrainMetrics.zeros(), replicated)
+  run, state = train.setup(config, data, train.make_mesh())
+  step, steps, images, labels = run.train_step, run.steps, run.images, run.labels
+  perm = run.permutation(1, len(labels))
+  sums = jax.device_put(train.TrainMetrics.zeros(), NamedSharding(run.mesh, P()))
 
   k = train.resolve_steps_per_call(config, steps)
   calls = max(1, FLAGS.steps // k)
@@ -86,8 +79,7 @@ def throughput(config, data) -> dict:
   jax.block_until_ready(sums)
   train_rate = calls * k * config.batch_size / (time.perf_counter() - start)
 
-  evaluator = train.Evaluator(graphdef, data['test'], config.dataset,
-                              config.eval_batch_size, mesh)
+  evaluator = run.evaluator
   jax.block_until_ready(evaluator.logits(state.eval_params, state.model_state))
   start = time.perf_counter()
   repeats = 3

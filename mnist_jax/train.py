@@ -8,6 +8,7 @@ what makes a resumed run end exactly where an uninterrupted one would.
 """
 
 import contextlib
+import dataclasses
 import os
 import time
 from typing import Any
@@ -310,15 +311,6 @@ def restore_trained(workdir: str, config, step: int | None = None):
     return graphdef, ckpt.restore(state, step, required=True), mesh
 
 
-def _check_finite(loss_sum: float, step: int, epoch: int, ckpt: checkpoints.Manager):
-  if not np.isfinite(loss_sum):
-    last = ckpt.latest_step()
-    kept = (f'The last good checkpoint (step {last}) in {ckpt.directory} is kept.'
-            if last is not None else 'No checkpoint had been written yet.')
-    raise UserError(f'Training diverged: the loss became {loss_sum} in epoch {epoch} '
-                    f'(by step {step}). {kept} Try a lower --config.learning_rate.')
-
-
 def check_devices(mesh) -> None:
   """Refuses several CPU devices in one process, where XLA:CPU can deadlock.
 
@@ -371,76 +363,126 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return _train(config, workdir, start_time, data, mesh, primary, stack)
 
 
+@dataclasses.dataclass
+class Run:
+  """What a training run builds once: the jitted pieces, and its data on the devices."""
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  graphdef: Any
+  steps: int  # Per epoch.
+  train_step: Any  # make_train_step
+  permutation: Any  # make_permutation
+  evaluator: 'Evaluator'
+  bn_statistics: Any  # make_bn_statistics, where EMA weights need their own; else None.
+  images: jax.Array
+  labels: jax.Array
+  compiled: bool = False  # Whether the train step has run once (images/s count after).
+
+
+def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, TrainState]:
+  """The Run of `config` on `data` ({'train', 'test'} Splits), and a fresh TrainState."""
+  steps = steps_per_epoch(config, len(data['train']))
+  tx = create_optimizer(config, steps * config.num_epochs)
+  graphdef, state = init_state(config, tx, mesh)
+  replicated = NamedSharding(mesh, P())
+  bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
+                   if state.ema_params is not None and jax.tree.leaves(state.model_state)
+                   else None)
+  return Run(config, mesh, graphdef, steps,
+             make_train_step(config, graphdef, tx, mesh, config.dataset, steps),
+             make_permutation(config, mesh),
+             Evaluator(graphdef, data['test'], config.dataset, config.eval_batch_size, mesh),
+             bn_statistics, jax.device_put(data['train'].images, replicated),
+             jax.device_put(data['train'].labels, replicated)), state
+
+
+class Diverged(Exception):
+  """The training loss became NaN or infinite: (loss, step)."""
+
+
+def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
+  """One epoch of steps; returns the state and the epoch's TrainMetrics.compute().
+
+  Every `log_every_steps` steps (and at the end) `report(step, metrics, images_per_s)`
+  is called; a non-finite loss raises Diverged.
+  """
+  config, steps = run.config, run.steps
+  steps_per_call = resolve_steps_per_call(config, steps)
+  perm = run.permutation(epoch, len(run.labels))
+  sums = jax.device_put(TrainMetrics.zeros(), NamedSharding(run.mesh, P()))
+  tick, tick_step, done = time.time(), 0, 0
+  while done < steps:
+    num_steps = min(steps_per_call, steps - done)
+    state, sums = run.train_step(state, sums, run.images, run.labels, perm, num_steps)
+    done += num_steps
+    if not run.compiled:  # The first call compiles: images/s count from its end.
+      jax.block_until_ready(sums)
+      run.compiled, tick, tick_step = True, time.time(), done
+    if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
+        done == steps):
+      metrics = sums.compute()
+      if not np.isfinite(metrics['loss']):
+        raise Diverged(metrics['loss'], (epoch - 1) * steps + done)
+      rate = (done - tick_step) * config.batch_size / max(time.time() - tick, 1e-9)
+      tick, tick_step = time.time(), done
+      if report:
+        report((epoch - 1) * steps + done, metrics, rate)
+  return state, metrics
+
+
+def evaluate(run: Run, state: TrainState):
+  """Test loss and accuracy of the weights evaluation uses (the EMA's, with
+  batch-norm statistics measured for them first); returns (state, metrics)."""
+  if run.bn_statistics:
+    state = state.replace(
+        model_state=run.bn_statistics(state.ema_params, state.model_state, run.images))
+  return state, run.evaluator.metrics(state.eval_params, state.model_state)
+
+
 def _train(config, workdir, start_time, data, mesh, primary, stack):
+  """Setup, resume, then per epoch: train, evaluate, write, checkpoint."""
   if data is None:
     data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
-  train, test = data['train'], data['test']
-  steps = steps_per_epoch(config, len(train))
-  total_steps = steps * config.num_epochs
-  tx = create_optimizer(config, total_steps)
-  graphdef, state = init_state(config, tx, mesh)
-
+  run, state = setup(config, data, mesh)
   ckpt = stack.enter_context(checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
                                                  config.keep_checkpoints))
   state = ckpt.restore(state)
   start_step = int(state.step)
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  history = workdir_lib.truncate_metrics(metrics_path, start_step) if primary else []
+  history = (workdir_lib.truncate_metrics(os.path.join(workdir, 'metrics.jsonl'), start_step)
+             if primary else [])
   if primary:
     config_lib.save(config, workdir)
-  if start_step >= total_steps:
+  if start_step >= run.steps * config.num_epochs:
     logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
                  workdir, start_step)
   elif start_step:
     logging.info('Resuming from the checkpoint at step %d.', start_step)
+  writer = stack.enter_context(workdir_lib.Writer(workdir, primary))
 
-  replicated = NamedSharding(mesh, P())
-  images = jax.device_put(train.images, replicated)
-  labels = jax.device_put(train.labels, replicated)
-  train_step = make_train_step(config, graphdef, tx, mesh, config.dataset, steps)
-  permutation = make_permutation(config, mesh)
-  steps_per_call = resolve_steps_per_call(config, steps)
-  evaluator = Evaluator(graphdef, test, config.dataset, config.eval_batch_size, mesh)
-  bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
-                   if state.ema_params is not None and jax.tree.leaves(state.model_state)
-                   else None)
+  def report(step, metrics, rate):
+    epoch, done = divmod(step - 1, run.steps)
+    writer.write(step, {f'train/{k}': v for k, v in metrics.items()} | {
+        'train/images_per_s': rate},
+                 f'epoch {epoch + 1}/{config.num_epochs}  step {done + 1}/{run.steps}  '
+                 f'loss {metrics["loss"]:.4f}  accuracy {100 * metrics["accuracy"]:.2f}%  '
+                 f'lr {metrics["learning_rate"]:.2e}  grad norm {metrics["grad_norm"]:.3f}  '
+                 f'{rate:.0f} images/s')
 
   metrics = history[-1] if history else {}
-  writer = stack.enter_context(workdir_lib.Writer(workdir, primary))
-  compiled = False  # The first call compiles: images/s count from its end.
-  for epoch in range(start_step // steps + 1, config.num_epochs + 1):
-    perm = permutation(epoch, len(train))
-    sums = jax.device_put(TrainMetrics.zeros(), replicated)
-    tick, tick_step, done = time.time(), 0, 0
-    while done < steps:
-      num_steps = min(steps_per_call, steps - done)
-      state, sums = train_step(state, sums, images, labels, perm, num_steps)
-      done += num_steps
-      if not compiled:
-        jax.block_until_ready(sums)
-        compiled, tick, tick_step = True, time.time(), done
-      if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
-          done == steps):
-        train_metrics = sums.compute()
-        _check_finite(train_metrics['loss'], (epoch - 1) * steps + done, epoch, ckpt)
-        rate = (done - tick_step) * config.batch_size / max(time.time() - tick, 1e-9)
-        tick, tick_step = time.time(), done
-        writer.write((epoch - 1) * steps + done,
-                     {f'train/{k}': v for k, v in train_metrics.items()} | {
-                         'train/images_per_s': rate},
-                     f'epoch {epoch}/{config.num_epochs}  step {done}/{steps}  '
-                     f'loss {train_metrics["loss"]:.4f}  '
-                     f'accuracy {100 * train_metrics["accuracy"]:.2f}%  '
-                     f'lr {train_metrics["learning_rate"]:.2e}  '
-                     f'grad norm {train_metrics["grad_norm"]:.3f}  {rate:.0f} images/s')
-    if bn_statistics:  # For the EMA weights that evaluation and the checkpoint's users use.
-      state = state.replace(
-          model_state=bn_statistics(state.ema_params, state.model_state, images))
+  for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
+    try:
+      state, train_metrics = train_epoch(run, state, epoch, report)
+    except Diverged as e:
+      last = ckpt.latest_step()
+      kept = (f'The last good checkpoint (step {last}) in {ckpt.directory} is kept.'
+              if last is not None else 'No checkpoint had been written yet.')
+      raise UserError(f'Training diverged: the loss became {e.args[0]} in epoch {epoch} '
+                      f'(by step {e.args[1]}). {kept} Try a lower --config.learning_rate.'
+                      ) from e
+    state, test_metrics = evaluate(run, state)
     metrics = {'epoch': epoch, 'step': int(state.step),
-               'train_loss': train_metrics['loss'],
-               'train_accuracy': train_metrics['accuracy'],
-               **evaluator.metrics(state.eval_params, state.model_state),
-               'elapsed_s': round(time.time() - start_time, 2)}
+               'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
+               **test_metrics, 'elapsed_s': round(time.time() - start_time, 2)}
     writer.write(metrics['step'], metrics,
                  f'epoch {epoch}: test accuracy {100 * metrics["test_accuracy"]:.2f}%  '
                  f'test loss {metrics["test_loss"]:.4f}  '

@@ -32,15 +32,10 @@ WORKER = textwrap.dedent('''
     data = input_pipeline.load('mnist', {data_dir!r}, {manual_dir!r})
     metrics = train.train_and_evaluate(config, {workdir!r}, data=data)
     # How the step is really laid out: compile it as training does.
-    mesh = train.make_mesh()
-    tx = train.create_optimizer(config, 50)
-    graphdef, state = train.init_state(config, tx, mesh)
-    step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', 50)
-    images = jax.device_put(data['train'].images, state.step.sharding)
-    labels = jax.device_put(data['train'].labels, state.step.sharding)
-    perm = train.make_permutation(config, mesh)(1, 60000)
+    run, state = train.setup(config, data, train.make_mesh())
+    perm = run.permutation(1, 60000)
     sums = jax.device_put(train.TrainMetrics.zeros(), state.step.sharding)
-    hlo = step.lower(state, sums, images, labels, perm, 1).compile().as_text()
+    hlo = run.train_step.lower(state, sums, run.images, run.labels, perm, 1).compile().as_text()
     print(json.dumps({{
         'devices': jax.device_count(),
         'param_devices': len(jax.tree.leaves(state.params)[0].sharding.device_set),

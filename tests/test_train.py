@@ -132,6 +132,19 @@ def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
 
 
+def test_the_loops_pieces_give_what_train_and_evaluate_gives(tiny_config, synthetic_data,
+                                                             tmp_path):
+  tiny_config.num_epochs = 1
+  full = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  run, state = train.setup(tiny_config, synthetic_data, train.make_mesh())
+  reports = []
+  state, train_metrics = train.train_epoch(run, state, 1, lambda *r: reports.append(r))
+  state, test_metrics = train.evaluate(run, state)
+  assert train_metrics['loss'] == full['train_loss']
+  assert test_metrics == {k: full[k] for k in ('test_loss', 'test_accuracy')}
+  assert [r[0] for r in reports] == [8] and reports[0][1] == train_metrics
+
+
 def test_keeps_last_n_checkpoints(tiny_config, synthetic_data, tmp_path):
   tiny_config.num_epochs = 4
   tiny_config.keep_checkpoints = 2
