@@ -92,6 +92,7 @@ def throughput(config, data) -> dict:
 
 def full_run(name) -> dict:
   """`main.py` end to end in a fresh workdir, as a user would run it."""
+  from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as scratch:
     workdir = os.path.join(FLAGS.keep_workdirs, name) if FLAGS.keep_workdirs else scratch
     cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
@@ -106,8 +107,7 @@ def full_run(name) -> dict:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if child.returncode:
       return {'error': stderr[-2000:]}
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      lines = [json.loads(l) for l in f]
+    lines = workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   result = {}
   for target in map(float, FLAGS.targets):
     reached = [l for l in lines if l['test_accuracy'] >= target]

@@ -5,6 +5,7 @@ import os
 
 import ml_collections
 
+from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov')
@@ -103,6 +104,5 @@ def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
 
 def save(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config as `workdir/config.json` (atomically)."""
-  from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   workdir_lib.write_atomically(os.path.join(workdir, 'config.json'),
                                json.dumps(config.to_dict(), indent=2, sort_keys=True))

@@ -14,7 +14,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from mnist_jax import config_lib, input_pipeline, plots, train
+from mnist_jax import config_lib, input_pipeline, plots, train, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 CALIBRATION_BINS = 15
@@ -153,12 +153,9 @@ def _pictures(report, probabilities, test, names, workdir, out):
   plots.reliability_diagram(bins['confidence'], bins['accuracy'], bins['count'],
                             report['expected_calibration_error'],
                             os.path.join(out, 'reliability.png'))
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      metrics = [json.loads(l) for l in f if l.strip()]
-    if metrics:
-      plots.training_curves(metrics, os.path.join(out, 'training_curves.png'))
+  metrics = workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+  if metrics:
+    plots.training_curves(metrics, os.path.join(out, 'training_curves.png'))
 
 
 def _summary(report, out):

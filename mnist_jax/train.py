@@ -303,15 +303,17 @@ def restore_trained(workdir: str, config, step: int | None = None):
   tx = create_optimizer(config, steps_per_epoch(config) * config.num_epochs)
   graphdef, state = abstract_state(config, tx, mesh)
   directory = os.path.join(workdir, 'checkpoints')
-  with checkpoints.Manager(directory, config.keep_checkpoints) if os.path.isdir(
-      directory) else contextlib.nullcontext() as ckpt:
-    if ckpt is None or ckpt.latest_step() is None:
-      raise UserError(f'No checkpoint in {workdir}: train one first with '
+  missing = UserError(f'No checkpoint in {workdir}: train one first with '
                       f'python main.py --workdir={workdir}')
+  if not os.path.isdir(directory):
+    raise missing
+  with checkpoints.Manager(directory, config.keep_checkpoints) as ckpt:
+    if ckpt.latest_step() is None:
+      raise missing
     return graphdef, ckpt.restore(state, step, required=True), mesh
 
 
-def check_devices(mesh) -> None:
+def check_devices() -> None:
   """Refuses several CPU devices in one process, where XLA:CPU can deadlock.
 
   With jaxlib 0.10.2, the all-reduce of the gradients runs on XLA:CPU's
@@ -333,8 +335,6 @@ def check_devices(mesh) -> None:
         'cores, so they add no speed. Train on one device (unset that flag), or in several '
         'processes of one device each; MNIST_JAX_ALLOW_CPU_DEVICES=1 overrides this, for '
         'testing the sharding code on small models.')
-  if mesh.size > 1 and jax.process_count() == 1:
-    logging.info('Data parallel over %d devices.', mesh.size)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -350,8 +350,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+  check_devices()
   mesh = make_mesh()
-  check_devices(mesh)
   if config.batch_size % mesh.size:
     raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
                     f'{mesh.size} devices; use a multiple of {mesh.size}.')
@@ -368,7 +368,6 @@ class Run:
   """What a training run builds once: the jitted pieces, and its data on the devices."""
   config: ml_collections.ConfigDict
   mesh: jax.sharding.Mesh
-  graphdef: Any
   steps: int  # Per epoch.
   train_step: Any  # make_train_step
   permutation: Any  # make_permutation
@@ -388,7 +387,7 @@ def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, Tra
   bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
                    if state.ema_params is not None and jax.tree.leaves(state.model_state)
                    else None)
-  return Run(config, mesh, graphdef, steps,
+  return Run(config, mesh, steps,
              make_train_step(config, graphdef, tx, mesh, config.dataset, steps),
              make_permutation(config, mesh),
              Evaluator(graphdef, data['test'], config.dataset, config.eval_batch_size, mesh),
