@@ -79,7 +79,7 @@ def throughput(config, data) -> dict:
   jax.block_until_ready(sums)
   train_rate = calls * k * config.batch_size / (time.perf_counter() - start)
 
-  evaluator = run.evaluator
+  evaluator = run.evaluators['test']
   jax.block_until_ready(evaluator.logits(state.eval_params, state.model_state))
   start = time.perf_counter()
   repeats = 3

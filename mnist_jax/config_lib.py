@@ -45,9 +45,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.warmup_epochs >= config.num_epochs and config.schedule == 'cosine':
     raise UserError(f'--config.warmup_epochs={config.warmup_epochs} leaves no epochs '
                     f'for the cosine decay (num_epochs={config.num_epochs}).')
-  if config.batch_size > 60_000:
+  if not isinstance(config.validation_size, int) or config.validation_size < 0:
+    raise UserError(f'--config.validation_size must be a whole number >= 0, got '
+                    f'{config.validation_size!r}.')
+  if config.batch_size > 60_000 - config.validation_size:
     raise UserError(f'--config.batch_size={config.batch_size} is larger than the '
-                    'training set (60,000 images).')
+                    f'training set (60,000 images less --config.validation_size='
+                    f'{config.validation_size}): not one batch to train on.')
   if config.eval_batch_size > 10_000:
     raise UserError(f'--config.eval_batch_size={config.eval_batch_size} is larger than the '
                     'test set (10,000 images); the rest would be padding.')

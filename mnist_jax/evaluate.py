@@ -1,5 +1,7 @@
 """`--mode=eval`: a trained model (or an ensemble of them) on the whole test set.
 
+Where the model was trained with a validation split (config.validation_size),
+its loss and accuracy on those held-out training images are reported too.
 Writes `eval/report.json` (accuracy, loss, per-class precision/recall/F1,
 confusion matrix, expected calibration error) and pictures: the confusion
 matrix, the most confident mistakes, a reliability diagram and the training
@@ -69,7 +71,8 @@ def shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=None,
                        tta: bool = False):
-  """Softmax outputs of a workdir's checkpoint on every test image, and its step.
+  """Softmax outputs of a workdir's checkpoint on every image of `test` (a test
+  or validation split), and its step.
 
   `tta`: the average over the TTA_SHIFTS views of each image.
   """
@@ -93,9 +96,24 @@ def load_members(workdirs: Sequence[str], cli_config=None) -> list:
   return configs
 
 
+def validation_split(configs, data: dict[str, input_pipeline.Split]):
+  """The validation images the models were trained without, or None where they
+  were not, or not all the same ones."""
+  sizes = {c.validation_size for c in configs}
+  if len(sizes) > 1:
+    logging.warning('The models held out different validation sizes (%s): no validation '
+                    'figures.', ', '.join(map(str, sorted(sizes))))
+  if len(sizes) > 1 or not configs[0].validation_size:
+    return None
+  return input_pipeline.hold_out(data, configs[0].validation_size)['validation']
+
+
 def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
-             data: input_pipeline.Split | None = None, tta: bool = False) -> dict:
+             data: dict[str, input_pipeline.Split] | None = None, tta: bool = False) -> dict:
   """Evaluates one workdir, or the average prediction of several (an ensemble).
+
+  `data` ({'test'[, 'train']} Splits) replaces the tfds dataset; the training
+  split is only read where the models held validation images out of it.
 
   The report and pictures go to `<first workdir>/eval` (one model) or
   `<first workdir>/eval_ensemble` (several), with `_tta` appended when each
@@ -103,8 +121,11 @@ def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
   """
   configs = load_members(workdirs, cli_config)
   config = configs[0]
-  test = data or input_pipeline.load(config.dataset, config.data_dir, config.manual_dir,
-                                     splits=('test',))['test']
+  if data is None:
+    splits = ('train', 'test') if config.validation_size else ('test',)
+    data = input_pipeline.load(config.dataset, config.data_dir, config.manual_dir, splits=splits)
+  test = data['test']
+  validation = validation_split(configs, data) if 'train' in data else None
   names = input_pipeline.CLASS_NAMES[config.dataset]
   outputs = [test_probabilities(w, c, test, step, tta) for w, c in zip(workdirs, configs)]
   members = [{'workdir': os.path.abspath(w), 'step': s,
@@ -127,6 +148,13 @@ def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
       'models': members,
       'test_time_augmentation': [list(s) for s in TTA_SHIFTS] if tta else None,
   }
+  if validation is not None:
+    val = np.mean([test_probabilities(w, c, validation, step, tta)[0]
+                   for w, c in zip(workdirs, configs)], axis=0)
+    report.update(num_val_images=len(validation),
+                  val_accuracy=float(np.mean(val.argmax(1) == validation.labels)),
+                  val_loss=float(-np.mean(np.log(np.maximum(
+                      val[np.arange(len(validation)), validation.labels], 1e-12)))))
   out = os.path.join(workdirs[0], ('eval' if len(workdirs) == 1 else 'eval_ensemble')
                      + ('_tta' if tta else ''))
   os.makedirs(out, exist_ok=True)
@@ -162,6 +190,10 @@ def _summary(report, out):
   worst = sorted(report['per_class'].items(), key=lambda kv: kv[1]['f1'])[:3]
   models = report['models']
   views = report['test_time_augmentation']
+  if 'val_accuracy' in report:
+    logging.info('Validation (the last %d training images, held out of training): accuracy '
+                 '%.2f%%, loss %.4f', report['num_val_images'], 100 * report['val_accuracy'],
+                 report['val_loss'])
   logging.info('%s%s: test accuracy %.2f%% (%d errors in %d images), loss %.4f, ECE %.4f',
                'Ensemble of %d' % len(models) if len(models) > 1 else f'Step {models[0]["step"]}',
                f' with test-time augmentation ({len(views)} views)' if views else '',

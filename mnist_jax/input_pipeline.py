@@ -58,6 +58,24 @@ class Split:
     return len(self.labels)
 
 
+def hold_out(data: dict[str, Split], size: int) -> dict[str, Split]:
+  """Moves the last `size` training images into a 'validation' split (size 0: none).
+
+  The last ones, whatever the seed, device or process count: every process
+  holds the whole training set in its original order (see distributed.py), so
+  they all cut the same images, and a trained model's validation images are
+  known from its config alone.
+  """
+  if not size:
+    return data
+  train = data['train']
+  if len(train) <= size:
+    raise UserError(f'--config.validation_size={size} leaves no training images '
+                    f'(the training split has {len(train):,}).')
+  return {**data, 'train': Split(train.images[:-size], train.labels[:-size]),
+          'validation': Split(train.images[-size:], train.labels[-size:])}
+
+
 def normalize(images, dataset: str):
   """uint8 pixels -> standardized float32; works on numpy and jax arrays."""
   mean, std = PIXEL_STATS[dataset]

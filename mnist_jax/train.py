@@ -58,7 +58,11 @@ def seed_keys(seed: int):
   return init, data, dropout
 
 
-def steps_per_epoch(config, num_train: int = NUM_TRAIN_IMAGES) -> int:
+def steps_per_epoch(config, num_train: int | None = None) -> int:
+  """Steps per epoch on `num_train` images (default: the training split less
+  the validation images)."""
+  if num_train is None:
+    num_train = NUM_TRAIN_IMAGES - config.validation_size
   full = num_train // config.batch_size
   return min(full, config.train_steps_per_epoch) if config.train_steps_per_epoch else full
 
@@ -289,9 +293,9 @@ class Evaluator:
     return self._logits_fn(params, model_state, self.batches)
 
   def metrics(self, params, model_state) -> dict[str, float]:
-    """Test loss and accuracy over all examples."""
+    """Loss and accuracy over all examples."""
     loss, correct = loss_and_correct(self.logits(params, model_state), self.labels)
-    return {'test_loss': float(loss.mean()), 'test_accuracy': float(correct.mean())}
+    return {'loss': float(loss.mean()), 'accuracy': float(correct.mean())}
 
 
 def restore_trained(workdir: str, config, step: int | None = None):
@@ -339,11 +343,15 @@ def check_devices() -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        start_time: float | None = None,
-                       data: dict[str, input_pipeline.Split] | None = None) -> dict[str, float]:
+                       data: dict[str, input_pipeline.Split] | None = None,
+                       on_evaluation=None) -> dict[str, float]:
   """Trains, evaluates every epoch, checkpoints; resumes from `workdir`.
 
   `data` ({'train': Split, 'test': Split}) replaces the tfds dataset, e.g. in
-  tests. Returns the last evaluation's metrics.
+  tests. `on_evaluation(metrics)` is called with every epoch's metrics line, a
+  resumed run's earlier ones first, after that epoch's checkpoint is written: it
+  may raise to stop the run (a sweep pruning it). Returns the last evaluation's
+  metrics.
   """
   start_time = time.time() if start_time is None else start_time
   config_lib.validate(config)
@@ -360,7 +368,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with contextlib.ExitStack() as stack:
     if primary:
       stack.enter_context(workdir_lib.lock(workdir))
-    return _train(config, workdir, start_time, data, mesh, primary, stack)
+    return _train(config, workdir, start_time, data, mesh, primary, stack,
+                  on_evaluation or (lambda metrics: None))
 
 
 @dataclasses.dataclass
@@ -371,7 +380,8 @@ class Run:
   steps: int  # Per epoch.
   train_step: Any  # make_train_step
   permutation: Any  # make_permutation
-  evaluator: 'Evaluator'
+  # 'test', and 'val' where config.validation_size holds images out of training.
+  evaluators: dict[str, 'Evaluator']
   bn_statistics: Any  # make_bn_statistics, where EMA weights need their own; else None.
   images: jax.Array
   labels: jax.Array
@@ -379,7 +389,15 @@ class Run:
 
 
 def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, TrainState]:
-  """The Run of `config` on `data` ({'train', 'test'} Splits), and a fresh TrainState."""
+  """The Run of `config` on `data` ({'train', 'test'} Splits), and a fresh TrainState.
+
+  The last config.validation_size training images are held out for validation.
+  """
+  data = input_pipeline.hold_out(data, config.validation_size)
+  if len(data['train']) < config.batch_size:
+    raise UserError(f'{len(data["train"]):,} training images (after holding out '
+                    f'--config.validation_size={config.validation_size}) do not fill one batch '
+                    f'of --config.batch_size={config.batch_size}.')
   steps = steps_per_epoch(config, len(data['train']))
   tx = create_optimizer(config, steps * config.num_epochs)
   graphdef, state = init_state(config, tx, mesh)
@@ -387,11 +405,13 @@ def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, Tra
   bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
                    if state.ema_params is not None and jax.tree.leaves(state.model_state)
                    else None)
+  splits = {'test': 'test', 'val': 'validation'}
+  evaluators = {prefix: Evaluator(graphdef, data[split], config.dataset,
+                                  config.eval_batch_size, mesh)
+                for prefix, split in splits.items() if split in data}
   return Run(config, mesh, steps,
              make_train_step(config, graphdef, tx, mesh, config.dataset, steps),
-             make_permutation(config, mesh),
-             Evaluator(graphdef, data['test'], config.dataset, config.eval_batch_size, mesh),
-             bn_statistics, jax.device_put(data['train'].images, replicated),
+             make_permutation(config, mesh), evaluators, bn_statistics, jax.device_put(data['train'].images, replicated),
              jax.device_put(data['train'].labels, replicated)), state
 
 
@@ -430,15 +450,17 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
 
 
 def evaluate(run: Run, state: TrainState):
-  """Test loss and accuracy of the weights evaluation uses (the EMA's, with
-  batch-norm statistics measured for them first); returns (state, metrics)."""
+  """Test (and validation) loss and accuracy of the weights evaluation uses (the
+  EMA's, with batch-norm statistics measured for them first); returns (state,
+  {'test_loss', 'test_accuracy', ['val_loss', 'val_accuracy']})."""
   if run.bn_statistics:
     state = state.replace(
         model_state=run.bn_statistics(state.ema_params, state.model_state, run.images))
-  return state, run.evaluator.metrics(state.eval_params, state.model_state)
+  return state, {f'{prefix}_{k}': v for prefix, evaluator in run.evaluators.items()
+                 for k, v in evaluator.metrics(state.eval_params, state.model_state).items()}
 
 
-def _train(config, workdir, start_time, data, mesh, primary, stack):
+def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint."""
   if data is None:
     data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
@@ -468,6 +490,8 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
                  f'{rate:.0f} images/s')
 
   metrics = history[-1] if history else {}
+  for line in history:
+    on_evaluation(line)
   for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
     try:
       state, train_metrics = train_epoch(run, state, epoch, report)
@@ -478,14 +502,17 @@ def _train(config, workdir, start_time, data, mesh, primary, stack):
       raise UserError(f'Training diverged: the loss became {e.args[0]} in epoch {epoch} '
                       f'(by step {e.args[1]}). {kept} Try a lower --config.learning_rate.'
                       ) from e
-    state, test_metrics = evaluate(run, state)
+    state, eval_metrics = evaluate(run, state)
     metrics = {'epoch': epoch, 'step': int(state.step),
                'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
-               **test_metrics, 'elapsed_s': round(time.time() - start_time, 2)}
+               **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2)}
+    val = (f'val accuracy {100 * metrics["val_accuracy"]:.2f}%  val loss '
+           f'{metrics["val_loss"]:.4f}  ' if 'val_accuracy' in metrics else '')
     writer.write(metrics['step'], metrics,
-                 f'epoch {epoch}: test accuracy {100 * metrics["test_accuracy"]:.2f}%  '
+                 f'epoch {epoch}: {val}test accuracy {100 * metrics["test_accuracy"]:.2f}%  '
                  f'test loss {metrics["test_loss"]:.4f}  '
                  f'({metrics["elapsed_s"]:.1f} s since start)', record=True)
     if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
       ckpt.save(int(state.step), state)
+    on_evaluation(metrics)
   return metrics

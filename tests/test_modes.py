@@ -59,7 +59,7 @@ def test_explore(data, tmp_path, dataset):
 
 
 def test_eval_report(trained, data):
-  report = evaluate.evaluate([trained], data=data['test'])
+  report = evaluate.evaluate([trained], data=data)
   saved = json.load(open(os.path.join(trained, 'eval', 'report.json')))
   assert saved['num_test_images'] == 203
   matrix = np.array(saved['confusion_matrix'])
@@ -75,18 +75,18 @@ def test_eval_report(trained, data):
 
 
 def test_eval_of_an_earlier_checkpoint(trained, data):
-  report = evaluate.evaluate([trained], step=10, data=data['test'])
+  report = evaluate.evaluate([trained], step=10, data=data)
   assert report['models'][0]['step'] == 10
   with pytest.raises(UserError, match='No checkpoint for step 7'):
-    evaluate.evaluate([trained], step=7, data=data['test'])
+    evaluate.evaluate([trained], step=7, data=data)
 
 
 def test_eval_without_checkpoint(tmp_path, data):
   (tmp_path / 'config.json').write_text(json.dumps(tiny.get_config().to_dict()))
   with pytest.raises(UserError, match='No checkpoint'):
-    evaluate.evaluate([str(tmp_path)], data=data['test'])
+    evaluate.evaluate([str(tmp_path)], data=data)
   with pytest.raises(UserError, match='config.json does not exist'):
-    evaluate.evaluate([str(tmp_path / 'nothing')], data=data['test'])
+    evaluate.evaluate([str(tmp_path / 'nothing')], data=data)
 
 
 def test_metric_functions():
@@ -190,7 +190,7 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
   train.train_and_evaluate(config, second, data=data)
   members = [evaluate.test_probabilities(w, config_lib.load_saved(w), data['test'])[0]
              for w in (trained, second)]
-  report = evaluate.evaluate([trained, second], data=data['test'])
+  report = evaluate.evaluate([trained, second], data=data)
   expected = np.mean(np.argmax((members[0] + members[1]) / 2, axis=1) == data['test'].labels)
   assert report['test_accuracy'] == pytest.approx(expected)
   assert [m['test_accuracy'] for m in report['models']] == pytest.approx(
@@ -199,7 +199,7 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
   config.dataset = 'fashion_mnist'
   train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
   with pytest.raises(UserError, match='an ensemble needs one dataset'):
-    evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data['test'])
+    evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data)
 
 
 def test_shift_moves_pixels_and_fills_zeros():
@@ -218,7 +218,7 @@ def test_test_time_augmentation_averages_the_shifted_views(trained, data):
   assert len(views) == 9
   averaged, _ = evaluate.test_probabilities(trained, config, test, tta=True)
   np.testing.assert_allclose(averaged, np.mean(views, axis=0), atol=1e-6)
-  report = evaluate.evaluate([trained], data=test, tta=True)
+  report = evaluate.evaluate([trained], data=data, tta=True)
   assert report['test_accuracy'] == pytest.approx(np.mean(averaged.argmax(1) == test.labels))
   assert len(report['test_time_augmentation']) == 9
   assert os.path.isfile(os.path.join(trained, 'eval_tta', 'report.json'))

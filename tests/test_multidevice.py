@@ -33,7 +33,7 @@ WORKER = textwrap.dedent('''
     metrics = train.train_and_evaluate(config, {workdir!r}, data=data)
     # How the step is really laid out: compile it as training does.
     run, state = train.setup(config, data, train.make_mesh())
-    perm = run.permutation(1, 60000)
+    perm = run.permutation(1, len(run.labels))
     sums = jax.device_put(train.TrainMetrics.zeros(), state.step.sharding)
     hlo = run.train_step.lower(state, sums, run.images, run.labels, perm, 1).compile().as_text()
     print(json.dumps({{
@@ -56,12 +56,16 @@ def run_worker(devices, workdir, mnist_dirs, **overrides):
   return result
 
 
+# Every run below holds out this many training images for validation.
+VALIDATION_SIZE = 1000
+
+
 @pytest.fixture(scope='module')
 def runs(mnist_dirs, tmp_path_factory):
   out = {}
   for devices in (1, 8):
     workdir = tmp_path_factory.mktemp(f'dev{devices}') / 'run'
-    result = run_worker(devices, workdir, mnist_dirs)
+    result = run_worker(devices, workdir, mnist_dirs, validation_size=VALIDATION_SIZE)
     assert result.returncode == 0, result.stderr[-3000:]
     out[devices] = workdir, json.loads(result.stdout.strip().splitlines()[-1])
   return out
@@ -85,7 +89,7 @@ def test_each_step_runs_on_all_eight(runs):
 
 def test_checkpoint_from_eight_devices_restores_on_one(runs, mnist):
   workdir, eight = runs[8]
-  report = evaluate.evaluate([str(workdir)], data=mnist['test'])
+  report = evaluate.evaluate([str(workdir)], data=mnist)
   assert report['test_accuracy'] == pytest.approx(eight['metrics']['test_accuracy'], abs=1e-4)
 
 
@@ -141,6 +145,7 @@ def two_processes(mnist_dirs, tmp_path_factory):
   """The one-device run's config on 2 processes x 2 devices."""
   workdir = str(tmp_path_factory.mktemp('two') / 'run')
   codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.num_epochs=1',
+                              f'--config.validation_size={VALIDATION_SIZE}',
                               devices_per_process=2))
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   return workdir, logs
@@ -159,9 +164,21 @@ def test_two_processes_match_one(runs, two_processes):
 
 def test_two_process_checkpoint_restores_on_one(two_processes, mnist):
   workdir, _ = two_processes
-  report = evaluate.evaluate([workdir], data=mnist['test'])
+  report = evaluate.evaluate([workdir], data=mnist)
   assert report['test_accuracy'] == pytest.approx(read_metrics(workdir)[0]['test_accuracy'],
                                                   abs=1e-4)
+
+
+def test_validation_split_is_the_same_for_1_8_devices_and_2_processes(runs, two_processes,
+                                                                       mnist):
+  """What each run logged as val accuracy is its model's accuracy on exactly the
+  last VALIDATION_SIZE training images, cut here on one device."""
+  trained = [(runs[d][0], runs[d][1]['metrics']) for d in (1, 8)]
+  trained.append((two_processes[0], read_metrics(two_processes[0])[0]))
+  for workdir, logged in trained:
+    report = evaluate.evaluate([str(workdir)], data=mnist)
+    assert report['num_val_images'] == VALIDATION_SIZE
+    assert report['val_accuracy'] == pytest.approx(logged['val_accuracy'], abs=1e-4), workdir
 
 
 def test_dead_process_stops_the_others_then_all_resume(mnist_dirs, tmp_path):

@@ -71,7 +71,7 @@ def test_evaluation_counts_every_example_once(tiny_config):
   assert logits.shape == (203, 10)
   np.testing.assert_allclose(logits, direct, rtol=1e-4, atol=1e-4)
   expected = np.mean(np.argmax(direct, -1) == split.labels)
-  assert metrics['test_accuracy'] == pytest.approx(expected)
+  assert metrics['accuracy'] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize('key,value,message', [
@@ -93,6 +93,8 @@ def test_evaluation_counts_every_example_once(tiny_config):
     ('train_steps_per_epoch', 0, 'must be >= 1'),  # Once silently the whole epoch.
     ('eval_batch_size', 1_000_000_000, 'larger than the test set'),  # Once 730 GiB.
     ('momentum', 1.5, 'momentum must be in'),
+    ('validation_size', -1, 'whole number >= 0'),
+    ('validation_size', 59_990, 'not one batch'),
 ])
 def test_config_validation(tiny_config, key, value, message):
   tiny_config[key] = value
