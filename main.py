@@ -30,9 +30,9 @@ def _override_message(e: Exception) -> str:
 
 
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
-flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict'],
-                  'train (default), explore the data, eval a trained workdir, or '
-                  'predict digits in --images.')
+flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict', 'sweep'],
+                  'train (default), explore the data, eval a trained workdir, '
+                  'predict digits in --images, or sweep hyper-parameters (--sweep).')
 flags.DEFINE_integer('checkpoint_step', None, 'eval/predict: this step, not the latest.')
 flags.DEFINE_list('ensemble', [], 'eval: more workdirs whose predictions are averaged '
                   'with --workdir\'s.')
@@ -42,6 +42,11 @@ flags.DEFINE_multi_string('images', [], 'predict: image files or folders (repeat
                           'several paths may follow one --images).')
 flags.DEFINE_string('save_preprocessed', None,
                     'predict: folder for the 28x28 images the model saw.')
+flags.DEFINE_string('sweep', None, 'sweep: the spec file (see sweeps/): values to try, '
+                    'seeds, budget, metric. Running the same command again resumes it.')
+flags.DEFINE_string('sweep_storage', None, 'sweep: an Optuna database URL (e.g. '
+                    'postgresql://user:password@host/db) that several machines share; '
+                    'default: SQLite in --workdir.')
 flags.DEFINE_bool('multihost', None, 'train as one of several processes (jax.distributed). '
                   'Default: on where the environment says so (SLURM, Open MPI, TPU pod '
                   'workers, JAX_COORDINATOR_ADDRESS) or --coordinator_address is given.')
@@ -99,6 +104,11 @@ def main(argv):
                  jax.process_count())
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+    elif FLAGS.mode == 'sweep':
+      from mnist_jax import sweep
+      if not FLAGS.sweep:
+        raise UserError('--mode=sweep needs --sweep=SPEC (a file like sweeps/fast.py).')
+      sweep.run_sweep(config, FLAGS.workdir, FLAGS.sweep, FLAGS.sweep_storage)
     elif FLAGS.mode == 'explore':
       from mnist_jax import explore
       explore.explore(config, FLAGS.workdir)

@@ -35,8 +35,7 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-import hardware  # benchmarks/hardware.py, beside this file.
-from mnist_jax import input_pipeline, plots, predict
+from mnist_jax import hardware, input_pipeline, plots, predict
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')

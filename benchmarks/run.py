@@ -22,7 +22,7 @@ import time
 
 from absl import app, flags
 
-import hardware  # benchmarks/hardware.py, beside this file.
+from mnist_jax import hardware
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -88,10 +88,12 @@ def reliability_diagram(bin_confidence, bin_accuracy, bin_counts, ece: float, pa
 
 
 def training_curves(metrics: Sequence[dict], path: str) -> str:
-  """Loss and accuracy per epoch, train against test."""
+  """Loss and accuracy per epoch: train, validation (where held out) and test."""
   epochs = [m['epoch'] for m in metrics]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-  for split, style in (('train', 'o-'), ('test', 's-')):
+  for split, style in (('train', 'o-'), ('val', '^-'), ('test', 's-')):
+    if f'{split}_loss' not in metrics[0]:
+      continue
     ax_loss.plot(epochs, [m[f'{split}_loss'] for m in metrics], style, label=split)
     ax_acc.plot(epochs, [100 * m[f'{split}_accuracy'] for m in metrics], style, label=split)
   ax_loss.set_yscale('log')
@@ -101,4 +103,26 @@ def training_curves(metrics: Sequence[dict], path: str) -> str:
     ax.set_xlabel('epoch')
     ax.legend()
     ax.grid(alpha=0.3)
+  return _save(fig, path)
+
+
+def sweep(rows: Sequence[dict], metric: str, path: str) -> str:
+  """Each configuration of a sweep: its mean validation figure against its mean
+  wall time, with the standard deviation over seeds as error bars, numbered by rank."""
+  fig, ax = plt.subplots(figsize=(8, 5))
+  scale = 100 if metric.endswith('accuracy') else 1
+  for row in rows:
+    if not row['seeds_done']:
+      continue
+    wall, value = row['wall_s'], row[metric]
+    pruned = row['state'] != 'COMPLETE'
+    ax.errorbar(wall['mean'], scale * value['mean'], xerr=wall['std'] or None,
+                yerr=scale * value['std'] or None, fmt='x' if pruned else 'o',
+                color='grey' if pruned else 'C0', capsize=3)
+    ax.annotate(str(row['rank']), (wall['mean'], scale * value['mean']),
+                textcoords='offset points', xytext=(5, 5), fontsize=8)
+  ax.set_xlabel('wall time per run (s), mean over seeds')
+  ax.set_ylabel(f'{metric.replace("_", " ")}{" (%)" if scale == 100 else ""}, mean over seeds')
+  ax.set_title('Sweep: each configuration by rank (grey x: pruned, its seeds so far)')
+  ax.grid(alpha=0.3)
   return _save(fig, path)

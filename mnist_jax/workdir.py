@@ -17,6 +17,10 @@ from mnist_jax.errors import UserError
 LOCK_FILE = '.lock'
 
 
+class Busy(UserError):
+  """Another process is training in this workdir."""
+
+
 def prepare(workdir: str, process_index: int = 0) -> None:
   """Creates `workdir` and `workdir/checkpoints`, and checks both take files."""
   for folder in (workdir, os.path.join(workdir, 'checkpoints')):
@@ -50,7 +54,7 @@ def lock(workdir: str):
     except BlockingIOError:
       f.seek(0)
       owner = f.read().strip() or 'another process'
-      raise UserError(f'Another run is training in {workdir} ({owner}). Wait for it to '
+      raise Busy(f'Another run is training in {workdir} ({owner}). Wait for it to '
                       'finish or stop it, or choose another --workdir.') from None
     f.seek(0)
     f.truncate()

@@ -1,0 +1,159 @@
+"""--mode=sweep: Optuna on the validation split, resumable and shared by processes."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, tiny_command
+from configs import tiny
+from mnist_jax import sweep
+from mnist_jax.errors import UserError
+
+HOPELESS = 1e-7  # A learning rate that leaves the model at chance after 100 steps.
+SPEC = f'''
+def get_sweep():
+  return {{'grid': {{'learning_rate': [{HOPELESS}, 0.003], 'dense_features': [32, 48]}},
+          'seeds': [0, 1], 'config': {{'validation_size': 1000}}, 'heartbeat_s': 1}}
+'''
+
+
+def write_spec(path, text):
+  path.write_text(text)
+  return str(path)
+
+
+@pytest.mark.parametrize('body,message', [
+    ("{'grid': {'learning_rate': [0.1]}, 'space': {'dropout_rate': ('float', 0, 0.5)}}",
+     'either a grid or a space'),
+    ("{'space': {'learning_rate': ('log', 0.1, 0.001)}, 'trials': 3}", 'with low < high'),
+    ("{'grid': {'learning_rte': [0.1]}}", "'learning_rte' is not a config key"),
+    ("{'grid': {'batch_size': [64, 0]}}", 'batch_size must be positive'),
+    ("{'grid': {'seed': [1, 2]}}", 'seeds are not a hyper-parameter'),
+    ("{'grid': {'learning_rate': [0.1]}, 'metric': 'test_accuracy'}",
+     'never chooses on the test set'),
+    ("{'grid': {'learning_rate': [0.1]}, 'seeds': []}", 'distinct whole numbers'),
+    ("{'grid': {'learning_rate': [0.1]}, 'trails': 3}", "unknown key"),
+    ("{'grid': {'learning_rate': [0.1, 0.2]}, 'trials': 3}", 'at most the grid'),
+    ("{'space': {'learning_rate': ('log', 0.001, 0.1)}}", 'required with a space'),
+])
+def test_bad_spec_is_one_message(tmp_path, body, message):
+  config = dict(validation_size=1000) if 'trails' in body else {}
+  if "'config'" not in body:
+    body = body[:-1] + ", 'config': {'validation_size': 1000}}"
+  path = write_spec(tmp_path / 'spec.py', f'def get_sweep():\n  return {body}\n')
+  with pytest.raises(UserError, match=message):
+    sweep.load_spec(path, tiny.get_config())
+  del config
+
+
+def test_spec_must_hold_out_validation_and_be_readable(tmp_path):
+  base = tiny.get_config()
+  path = write_spec(tmp_path / 'a.py', "def get_sweep():\n  return {'grid': {'seed': []}}\n")
+  with pytest.raises(UserError, match='seeds are not'):
+    sweep.load_spec(path, base)
+  path = write_spec(tmp_path / 'b.py', "def get_sweep():\n  return {'grid': {'batch_size': [8]}}\n")
+  with pytest.raises(UserError, match='validation_size is 0'):
+    sweep.load_spec(path, base)
+  with pytest.raises(UserError, match='could not be read: SyntaxError'):
+    sweep.load_spec(write_spec(tmp_path / 'c.py', 'def get_sweep(:\n'), base)
+  with pytest.raises(UserError, match='no such file'):
+    sweep.load_spec(str(tmp_path / 'missing.py'), base)
+
+
+def test_trial_names_are_folders_and_stable():
+  assert sweep.trial_name({'learning_rate': 0.003, 'conv_features': '16,32'}) == (
+      'conv_features=16,32_learning_rate=0.003')
+  long = sweep.trial_name({f'k{i}': 'x' * 30 for i in range(5)})
+  assert len(long) <= 100 and long == sweep.trial_name({f'k{i}': 'x' * 30 for i in range(5)})
+
+
+def results(workdir):
+  """{(learning_rate, dense_features): {seed: (val accuracy, test accuracy)}}, and the rows."""
+  rows = json.load(open(os.path.join(workdir, 'sweep.json')))['rows']
+  out = {}
+  for row in rows:
+    key = (row['params']['learning_rate'], row['params']['dense_features'])
+    out[key] = {r['seed']: (r['val_accuracy'], r['test_accuracy'])
+                for r in row['runs'] if r['val_accuracy'] is not None}
+  return out, rows
+
+
+def check_table(workdir):
+  """Every configuration has a row; only hopeless ones may be pruned; all written."""
+  out, rows = results(workdir)
+  assert len(rows) == 4
+  for row in rows:
+    if row['params']['learning_rate'] != HOPELESS:
+      assert row['state'] == 'COMPLETE' and row['seeds_done'] == [0, 1], row
+      assert row['val_accuracy']['mean'] > 0.7, row
+  assert [r['state'] for r in rows[:2]] == ['COMPLETE'] * 2  # The good ones rank first.
+  assert rows[0]['val_accuracy']['mean'] >= rows[1]['val_accuracy']['mean']
+  table = open(os.path.join(workdir, 'sweep.md')).read()
+  assert table.count('\n| ') == 6 and 'not used to choose' in table
+  assert os.path.getsize(os.path.join(workdir, 'sweep.png')) > 1000
+  return out
+
+
+def start(workdir, spec, mnist_dirs, log):
+  with open(log, 'w') as f:
+    return subprocess.Popen(tiny_command(workdir, mnist_dirs, '--mode=sweep', f'--sweep={spec}'),
+                            stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait(proc, log, timeout=600):
+  try:
+    proc.wait(timeout=timeout)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  text = open(log).read()
+  assert proc.returncode == 0, text[-3000:]
+  return text
+
+
+def test_two_processes_share_a_sweep_and_a_killed_one_resumes_to_the_same_table(
+    mnist_dirs, tmp_path):
+  spec = write_spec(tmp_path / 'spec.py', SPEC)
+  shared = str(tmp_path / 'shared')
+  procs = [start(shared, spec, mnist_dirs, tmp_path / f'p{i}.log') for i in range(2)]
+  logs = [wait(p, tmp_path / f'p{i}.log') for i, p in enumerate(procs)]
+  for log in logs:  # Both did some of the work.
+    assert 'Trial ' in log and 'Traceback' not in log, log[-3000:]
+  reference = check_table(shared)
+
+  killed = str(tmp_path / 'killed')
+  proc = start(killed, spec, mnist_dirs, tmp_path / 'k.log')
+  deadline = time.time() + 300
+  while not any(len(open(f).readlines()) == 2 for f in glob.glob(
+      os.path.join(killed, 'trials', '*', 'seed_1', 'metrics.jsonl'))):
+    assert proc.poll() is None and time.time() < deadline, open(tmp_path / 'k.log').read()
+    time.sleep(0.2)
+  time.sleep(1.5)  # Into the next trial's training.
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(killed, 'sweep.json'))
+  log = wait(start(killed, spec, mnist_dirs, tmp_path / 'k2.log'), tmp_path / 'k2.log')
+  assert 'was interrupted)' in log, log[-3000:]
+  resumed = check_table(killed)
+  # The same configurations and seeds give the same figures (where pruning let both run).
+  assert set(resumed) == set(reference)
+  for key, seeds in resumed.items():
+    for seed in set(seeds) & set(reference[key]):
+      assert seeds[seed] == reference[key][seed], (key, seed)
+  import optuna  # pylint: disable=g-import-not-at-top
+  study = optuna.load_study(study_name='killed', storage=f'sqlite:///{killed}/study.db')
+  [interrupted] = [t for t in study.trials if t.state.name == 'FAIL']
+  assert [t.state.name for t in study.trials if t.params == interrupted.params] == [
+      'FAIL', 'COMPLETE' if interrupted.params['learning_rate'] != HOPELESS else 'PRUNED']
+
+
+def test_sweep_needs_a_spec(mnist_dirs, tmp_path):
+  result = subprocess.run(tiny_command(tmp_path, mnist_dirs, '--mode=sweep'),
+                          capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 1 and 'needs --sweep=SPEC' in result.stderr
+  assert 'Traceback' not in result.stderr
