@@ -30,10 +30,11 @@ def _override_message(e: Exception) -> str:
 
 
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and reports.')
-flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict', 'sweep'],
+flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict', 'serve', 'sweep'],
                   'train (default), explore the data, eval a trained workdir, '
-                  'predict digits in --images, or sweep hyper-parameters (--sweep).')
-flags.DEFINE_integer('checkpoint_step', None, 'eval/predict: this step, not the latest.')
+                  'predict digits in --images, serve a draw-a-digit page and JSON API, '
+                  'or sweep hyper-parameters (--sweep).')
+flags.DEFINE_integer('checkpoint_step', None, 'eval/predict/serve: this step, not the latest.')
 flags.DEFINE_list('ensemble', [], 'eval: more workdirs whose predictions are averaged '
                   'with --workdir\'s.')
 flags.DEFINE_bool('tta', False, 'eval: average each prediction over the image shifted by '
@@ -42,6 +43,9 @@ flags.DEFINE_multi_string('images', [], 'predict: image files or folders (repeat
                           'several paths may follow one --images).')
 flags.DEFINE_string('save_preprocessed', None,
                     'predict: folder for the 28x28 images the model saw.')
+flags.DEFINE_string('host', '127.0.0.1', 'serve: the address to listen on (0.0.0.0: every '
+                    'network of this machine).')
+flags.DEFINE_integer('port', 8000, 'serve: the port to listen on.')
 flags.DEFINE_string('sweep', None, 'sweep: the spec file (see sweeps/): values to try, '
                     'seeds, budget, metric. Running the same command again resumes it.')
 flags.DEFINE_string('sweep_storage', None, 'sweep: an Optuna database URL (e.g. '
@@ -104,6 +108,9 @@ def main(argv):
                  jax.process_count())
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+    elif FLAGS.mode == 'serve':
+      from mnist_jax import serve
+      serve.serve(FLAGS.workdir, FLAGS.host, FLAGS.port, FLAGS.checkpoint_step)
     elif FLAGS.mode == 'sweep':
       from mnist_jax import sweep
       if not FLAGS.sweep:

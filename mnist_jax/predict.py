@@ -11,6 +11,7 @@ that hold no digit (one colour, a faint smudge, pixel noise) are refused.
 """
 
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -67,8 +68,19 @@ def open_image(path: str) -> Image.Image:
     raise ImageProblem('empty file')
   if size > MAX_FILE_BYTES:
     raise ImageProblem(f'file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES / 2**20:.0f})')
+  return _load(path)
+
+
+def open_bytes(data: bytes) -> Image.Image:
+  """An image file's contents (an upload) as a PIL image, checked as open_image checks."""
+  if not data:
+    raise ImageProblem('empty file')
+  return _load(io.BytesIO(data))
+
+
+def _load(source) -> Image.Image:
   try:
-    image = Image.open(path)
+    image = Image.open(source)
     if image.width * image.height > MAX_PIXELS:
       raise ImageProblem(f'image too large ({image.width}x{image.height} pixels; '
                          f'at most {MAX_PIXELS:,})')
@@ -77,7 +89,9 @@ def open_image(path: str) -> Image.Image:
     # WORK_SIZE anyway (3000x4000 photos: 3.6 -> 13.6 a second end to end).
     image.draft(image.mode, (2 * WORK_SIZE, 2 * WORK_SIZE))
     image.load()
-  except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+  except Image.DecompressionBombError as e:  # A small file that claims a huge picture.
+    raise ImageProblem(f'image too large: {e}') from e
+  except UnidentifiedImageError as e:
     raise ImageProblem(f'not a readable image ({e})') from e
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     raise ImageProblem(f'not a readable image ({type(e).__name__}: {e})') from e
@@ -332,10 +346,12 @@ class Predictor:
   >>> predictor(['my_digit.jpg'])  # -> probabilities, shape [1, 10]
   """
   config: object
-  apply: object  # Jitted: uint8 [BATCH, 28, 28, 1] -> probabilities [BATCH, 10].
+  apply: object  # Jitted: uint8 [batch, 28, 28, 1] -> probabilities [batch, 10].
+  step: int = 0  # The checkpoint's.
+  batch: int = BATCH  # Images per model call (the last call padded): one compiled shape.
 
   @classmethod
-  def from_workdir(cls, workdir: str, step: int | None = None):
+  def from_workdir(cls, workdir: str, step: int | None = None, batch: int = BATCH):
     import jax  # pylint: disable=g-import-not-at-top
     from flax import nnx  # pylint: disable=g-import-not-at-top
     from mnist_jax import config_lib, input_pipeline, train  # pylint: disable=g-import-not-at-top
@@ -343,18 +359,19 @@ class Predictor:
     graphdef, state, _ = train.restore_trained(workdir, config, step)
     model = nnx.merge(graphdef, state.eval_params, state.model_state)
     apply = jax.jit(lambda x: jax.nn.softmax(model(input_pipeline.normalize(x, config.dataset))))
-    return cls(config, apply)
+    return cls(config, apply, int(state.step), batch)
 
   def classify(self, digits: np.ndarray) -> np.ndarray:
     """Probabilities [N, 10] for 28x28 MNIST-style uint8 images [N, 28, 28].
 
-    Batches of BATCH, the last one padded: one compilation, whatever N.
+    Batches of self.batch, the last one padded: one compilation, whatever N.
     """
     digits = np.asarray(digits, np.uint8).reshape(-1, FRAME, FRAME, 1)
     out = []
-    for i in range(0, len(digits), BATCH):
-      batch = digits[i:i + BATCH]
-      padded = np.concatenate([batch, np.zeros((BATCH - len(batch), FRAME, FRAME, 1), np.uint8)])
+    for i in range(0, len(digits), self.batch):
+      batch = digits[i:i + self.batch]
+      padded = np.concatenate([batch, np.zeros((self.batch - len(batch), FRAME, FRAME, 1),
+                                                np.uint8)])
       out.append(np.asarray(self.apply(padded))[:len(batch)])
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
@@ -366,14 +383,24 @@ class Predictor:
     return self.classify([np.asarray(i, np.uint8) if preprocessed else preprocess(i)
                           for i in images])
 
+  def answer(self, probabilities: np.ndarray) -> dict:
+    """The JSON fields of one prediction: prediction, confidence, probabilities,
+    and class_name where the dataset's classes have names (Fashion-MNIST)."""
+    from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    names = input_pipeline.CLASS_NAMES[self.config.dataset]
+    best = int(np.argmax(probabilities))
+    out = {'prediction': best, 'confidence': round(float(probabilities[best]), 4),
+           'probabilities': [round(float(x), 4) for x in probabilities]}
+    if names[best] != str(best):
+      out['class_name'] = names[best]
+    return out
+
   def predict_files(self, files: Sequence[str], save_preprocessed: str | None = None,
                     out=sys.stdout) -> int:
     """One JSON line per file to `out`, in order; returns how many failed.
 
     Files are read and preprocessed a batch at a time, then classified together.
     """
-    from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-    names = input_pipeline.CLASS_NAMES[self.config.dataset]
     failures = 0
     for start in range(0, len(files), BATCH):
       chunk, digits, records = files[start:start + BATCH], [], []
@@ -391,12 +418,7 @@ class Predictor:
         if 'error' in record:
           failures += 1
         else:
-          p = next(probabilities)
-          best = int(np.argmax(p))
-          record.update(prediction=best, confidence=round(float(p[best]), 4),
-                        probabilities=[round(float(x), 4) for x in p])
-          if names[best] != str(best):
-            record['class_name'] = names[best]
+          record.update(self.answer(next(probabilities)))
         print(json.dumps(record), file=out, flush=True)
     return failures
 

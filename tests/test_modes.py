@@ -144,7 +144,7 @@ def test_predict_files_classifies_in_batches_of_one_shape(trained, tmp_path, mon
   folder = _digit_files(tmp_path / 'in')
   for i, size in enumerate((40, 300, 1000)):  # More digits, of other sizes.
     Image.open(folder / 'ring.jpg').resize((size, size)).save(folder / f'more{i}.png')
-  predictor = predict.Predictor.from_workdir(trained)
+  predictor = predict.Predictor.from_workdir(trained, batch=2)
   shapes, apply = [], predictor.apply
   predictor.apply = lambda x: shapes.append(x.shape) or apply(x)
   monkeypatch.setattr(predict, 'BATCH', 2)

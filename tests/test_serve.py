@@ -1,0 +1,171 @@
+"""--mode=serve: the JSON API in-process (Starlette's test client) and the server process."""
+
+import base64
+import concurrent.futures
+import io
+import select
+import signal
+import socket
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import free_port, start_server, wait_until_up
+from mnist_jax import predict, serve
+
+starlette_testclient = pytest.importorskip('starlette.testclient')
+
+
+def png(image: Image.Image) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def mnist_png(digit: np.ndarray) -> bytes:
+  """An MNIST test digit as a person's picture: dark ink on white paper, 5x larger."""
+  return png(Image.fromarray(255 - digit[..., 0]).resize((140, 140), Image.Resampling.BILINEAR))
+
+
+def drawn(points, size=280, width=20) -> bytes:
+  """A digit drawn as strokes through `points` (fractions of the picture), as on the page."""
+  image = Image.new('L', (size, size), 255)
+  ImageDraw.Draw(image).line([(x * size, y * size) for x, y in points], fill=0, width=width,
+                             joint='curve')
+  return png(image)
+
+
+ONE = [(0.5, 0.15), (0.5, 0.85)]
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]
+
+
+@pytest.fixture(scope='module')
+def client(digit_model):
+  with starlette_testclient.TestClient(serve.create_app(digit_model)) as c:
+    yield c
+
+
+def post(client, data: bytes, name='digit.png', field='image'):
+  return client.post('/api/predict', files={field: (name, data, 'image/png')})
+
+
+def test_known_digits_get_their_answers(client, digit_model, mnist):
+  test = mnist['test']
+  pictures = [mnist_png(test.images[i]) for i in range(20)]
+  answers = [post(client, p).json() for p in pictures]
+  correct = sum(a['prediction'] == label for a, label in zip(answers, test.labels[:20]))
+  assert correct >= 19, [a['prediction'] for a in answers]
+  # The same answer as --mode=predict's for the same picture.
+  predictor = predict.Predictor.from_workdir(digit_model)
+  expected = predictor.classify(np.stack([predict.preprocess(predict.open_bytes(p))
+                                          for p in pictures]))
+  np.testing.assert_allclose([a['probabilities'] for a in answers], expected, atol=2e-4)
+  for drawing, label in ((ONE, 1), (SEVEN, 7)):
+    answer = post(client, drawn(drawing)).json()
+    assert answer['prediction'] == label, answer
+  first = answers[0]
+  assert set(first) == {'prediction', 'confidence', 'probabilities', 'preprocessed'}
+  assert len(first['probabilities']) == 10 and abs(sum(first['probabilities']) - 1) < 1e-3
+  seen = Image.open(io.BytesIO(base64.b64decode(first['preprocessed'])))
+  assert seen.size == (28, 28) and np.asarray(seen).max() == 255
+
+
+def bomb() -> bytes:
+  """A 1 KB PNG that claims 30000x30000 pixels (900 megapixels)."""
+  def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xFFFFFFFF))
+  header = struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0)
+  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+          + chunk(b'IDAT', zlib.compress(b'\x00' * 30001 * 20)) + chunk(b'IEND', b''))
+
+
+def test_bad_requests_get_a_4xx_and_the_server_goes_on(client):
+  good = drawn(SEVEN)
+  cases = {
+      'not an image': (post(client, b'hello, this is text', 'a.txt'), 400, 'not a readable image'),
+      'blank': (post(client, png(Image.new('L', (200, 200), 255))), 422, 'blank'),
+      'truncated': (post(client, good[:len(good) // 2]), 400, 'not a readable image'),
+      'empty': (post(client, b''), 400, 'empty file'),
+      'missing field': (post(client, good, field='picture'), 400, 'no file in the field'),
+      'not multipart': (client.post('/api/predict', content=good,
+                                    headers={'content-type': 'image/png'}), 400, 'multipart'),
+      'bomb': (post(client, bomb()), 400, 'too large'),
+      'too large': (post(client, good + b'\0' * serve.MAX_UPLOAD_BYTES), 413, 'too large'),
+  }
+  for name, (response, status, message) in cases.items():
+    assert response.status_code == status, (name, response.text)
+    assert message in response.json()['error'], (name, response.json())
+    assert post(client, good).json()['prediction'] == 7, name  # Still serving.
+
+
+def test_fifty_concurrent_requests_are_all_answered(client, mnist):
+  test = mnist['test']
+  pictures = [mnist_png(test.images[i]) for i in range(50)]
+  alone = [post(client, p).json()['probabilities'] for p in pictures]
+  with concurrent.futures.ThreadPoolExecutor(50) as pool:
+    together = list(pool.map(lambda p: post(client, p).json()['probabilities'], pictures))
+  assert together == alone
+
+
+def test_model_and_health(client, digit_model):
+  info = client.get('/api/model').json()
+  assert info['dataset'] == 'mnist' and info['class_names'] == [str(i) for i in range(10)]
+  assert info['step'] == 400 and info['config'].startswith('tiny (')
+  assert 'train_steps_per_epoch=400' in info['config'] and 0.9 < info['test_accuracy'] <= 1
+  assert client.get('/healthz').json() == {'status': 'ok'}
+  page = client.get('/')
+  assert page.status_code == 200 and '<canvas' in page.text
+  assert "default-src 'self'" in page.headers['content-security-policy']
+  for name in ('app.js', 'style.css'):
+    assert client.get(f'/static/{name}').status_code == 200
+
+
+@pytest.fixture(scope='module')
+def server(digit_model):
+  """main.py --mode=serve on a free port: (process, port)."""
+  port = free_port()
+  proc = start_server(digit_model, port)
+  try:
+    wait_until_up(proc, port)
+    yield proc, port
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+
+
+def test_upload_over_the_limit_is_cut_off_before_it_is_read(server):
+  """A chunked body (no Content-Length) gets its 413 once past the limit, not
+  after the 100 MB on offer."""
+  _, port = server
+  with socket.create_connection(('127.0.0.1', port)) as sock:
+    sock.sendall(b'POST /api/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: '
+                 b'chunked\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n')
+    part = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n'
+            b'Content-Type: image/png\r\n\r\n')
+    sock.sendall(b'%x\r\n%s\r\n' % (len(part), part))
+    sent = 0
+    while sent < 100 * 2**20 and not select.select([sock], [], [], 0)[0]:
+      try:
+        sock.sendall(b'100000\r\n' + b'\0' * 2**20 + b'\r\n')
+      except OSError:  # The server closed the connection.
+        break
+      sent += 2**20
+    status = sock.recv(4096).split(b'\r\n')[0]
+  assert b' 413 ' in status, status
+  assert sent <= serve.MAX_UPLOAD_BYTES + 8 * 2**20, sent  # The limit, plus socket buffers.
+
+
+def test_port_in_use_is_one_message_and_ctrl_c_stops(server, digit_model):
+  proc, port = server
+  second = start_server(digit_model, port)
+  out = second.communicate(timeout=120)[0]
+  assert second.returncode == 1 and f'Cannot listen on 127.0.0.1:{port}' in out, out
+  assert 'Traceback' not in out
+  proc.send_signal(signal.SIGINT)  # ctrl-C
+  out = proc.communicate(timeout=60)[0]
+  assert proc.returncode == 0, out
+  assert 'Serving tiny' in out and 'Traceback' not in out, out
