@@ -295,7 +295,8 @@ class Evaluator:
   def metrics(self, params, model_state) -> dict[str, float]:
     """Loss and accuracy over all examples."""
     loss, correct = loss_and_correct(self.logits(params, model_state), self.labels)
-    return {'loss': float(loss.mean()), 'accuracy': float(correct.mean())}
+    # A count over a count: in float32, 9,900 of 10,000 came out as 0.98999995 < 0.99.
+    return {'loss': float(loss.mean()), 'accuracy': int(correct.sum()) / self.num_examples}
 
 
 def restore_trained(workdir: str, config, step: int | None = None):
