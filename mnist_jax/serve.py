@@ -16,6 +16,7 @@ A bad request gets a 4xx with {"error": "..."}; the server keeps serving.
 """
 
 import base64
+import importlib
 import io
 import os
 import socket
@@ -109,8 +110,7 @@ def config_name(config) -> str:
       continue
     name = file[:-3]
     try:
-      module = __import__(f'configs.{name}', fromlist=['get_config'])
-      reference = module.get_config().to_dict()
+      reference = importlib.import_module(f'configs.{name}').get_config().to_dict()
     except Exception:  # pylint: disable=broad-except
       continue
     diff = {k: v for k, v in saved.items()

@@ -205,11 +205,12 @@ def _suggest(trial, spec: Spec) -> dict:
   return out
 
 
-def summarize_run(lines: list[dict], seed: int, resumed: bool) -> dict:
-  """One seed's figures from its metrics.jsonl lines."""
+def summarize_run(lines: list[dict], seed: int, num_epochs: int, resumed: bool) -> dict:
+  """One seed's figures from its metrics.jsonl lines (`complete`: all its epochs ran)."""
   last = lines[-1] if lines else {}
   reach = lambda key: next((m['elapsed_s'] for m in lines if m.get(key, 0) >= TARGET), None)
   return {'seed': seed, 'epochs': last.get('epoch', 0),
+          'complete': last.get('epoch', 0) == num_epochs,
           **{k: last.get(k) for k in ('val_accuracy', 'val_loss', 'test_accuracy', 'test_loss')},
           'wall_s': last.get('elapsed_s'), 'val_time_to_99_s': reach('val_accuracy'),
           'test_time_to_99_s': reach('test_accuracy'), 'resumed': resumed}
@@ -248,6 +249,7 @@ class _Objective:
         _train_waiting_for_lock(config, workdir, self.data, report)
       except optuna.TrialPruned as e:
         logging.info('Trial %d pruned: %s.', trial.number, e)
+        trial.set_user_attr('pruned', str(e))
         raise
       except UserError as e:
         if not isinstance(e.__cause__, train.Diverged):
@@ -255,7 +257,8 @@ class _Objective:
         trial.set_user_attr('diverged', str(e))
         raise optuna.TrialPruned(f'diverged with seed {seed}') from e
       finally:
-        runs.append(summarize_run(workdir_lib.read_metrics(metrics_path), seed, resumed))
+        runs.append(summarize_run(workdir_lib.read_metrics(metrics_path), seed,
+                                  config.num_epochs, resumed))
         trial.set_user_attr('runs', runs)
     return float(np.mean([r[spec.metric] for r in runs]))
 
@@ -378,16 +381,16 @@ def table(study, spec: Spec) -> list[dict]:
       chosen[key] = trial
   rows = []
   for trial in chosen.values():
-    runs = [r for r in trial.user_attrs.get('runs', []) if r['epochs']]
-    complete = [r for r in runs if r[spec.metric] is not None]
+    runs = trial.user_attrs.get('runs', [])
+    complete = [r for r in runs if r['complete']]
+    note = trial.user_attrs.get('diverged') or trial.user_attrs.get('pruned', '')
     rows.append({
         'params': trial.params, 'state': trial.state.name, 'trial': trial.number,
         'seeds_done': [r['seed'] for r in complete],
         **{k: _mean_std([r[k] for r in complete]) for k in (
             'val_accuracy', 'val_loss', 'test_accuracy', 'test_loss', 'wall_s',
             'val_time_to_99_s', 'test_time_to_99_s')},
-        'resumed': any(r['resumed'] for r in runs), 'runs': runs,
-        'note': trial.user_attrs.get('diverged', '')})
+        'resumed': any(r['resumed'] for r in runs), 'runs': runs, 'note': note})
   sign = -1 if METRICS[spec.metric] == 'maximize' else 1
   rows.sort(key=lambda r: (r['state'] != 'COMPLETE', r[spec.metric] is None,
                            sign * r[spec.metric]['mean'] if r[spec.metric] else 0))
@@ -396,11 +399,13 @@ def table(study, spec: Spec) -> list[dict]:
   return rows
 
 
-def _cell(stat, scale=1.0, digits=2):
+def _cell(stat, scale=1.0, digits=2, of=None):
+  """'mean ± std'; with `of`, how many of that many runs the figure covers where not all."""
   if stat is None:
     return '-'
   text = f'{scale * stat["mean"]:.{digits}f}'
-  return text + (f' ± {scale * stat["std"]:.{digits}f}' if stat['n'] > 1 else '')
+  text += f' ± {scale * stat["std"]:.{digits}f}' if stat['n'] > 1 else ''
+  return text + (f' ({stat["n"]} of {of})' if of and stat['n'] < of else '')
 
 
 def write_report(study, spec: Spec, workdir: str) -> list[dict]:
@@ -417,7 +422,8 @@ def write_report(study, spec: Spec, workdir: str) -> list[dict]:
       f'Sorted by final {spec.metric} (mean over seeds; ± is the sample standard deviation). '
       'The test columns are shown beside it and were not used to choose. Times are seconds '
       'from the start of each run\'s training call (data already loaded), to its first '
-      f'evaluation at >= 99% and to its end, on {machine}.',
+      'evaluation at >= 99% (mean over the seeds that got there: "(k of n)") and to its '
+      f'end, on {machine}.',
       '',
       '| rank | ' + ' | '.join(names) + ' | seeds | val acc % | test acc % | val 99% at s | '
       'test 99% at s | wall s | state |',
@@ -429,7 +435,8 @@ def write_report(study, spec: Spec, workdir: str) -> list[dict]:
         f'| {row["rank"]} | ' + ' | '.join(str(row['params'].get(n)) for n in names)
         + f' | {len(row["seeds_done"])} | {_cell(row["val_accuracy"], 100)}'
         f' | {_cell(row["test_accuracy"], 100)}'
-        f' | {_cell(row["val_time_to_99_s"], digits=1)} | {_cell(row["test_time_to_99_s"], digits=1)}'
+        f' | {_cell(row["val_time_to_99_s"], digits=1, of=len(row["seeds_done"]))}'
+        f' | {_cell(row["test_time_to_99_s"], digits=1, of=len(row["seeds_done"]))}'
         f' | {_cell(row["wall_s"], digits=1)} | {state} |')
   workdir_lib.write_atomically(os.path.join(workdir, 'sweep.md'), '\n'.join(lines) + '\n')
   plots.sweep(rows, spec.metric, os.path.join(workdir, 'sweep.png'))

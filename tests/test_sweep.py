@@ -79,7 +79,7 @@ def results(workdir):
   for row in rows:
     key = (row['params']['learning_rate'], row['params']['dense_features'])
     out[key] = {r['seed']: (r['val_accuracy'], r['test_accuracy'])
-                for r in row['runs'] if r['val_accuracy'] is not None}
+                for r in row['runs'] if r['complete']}
   return out, rows
 
 
