@@ -34,6 +34,8 @@ flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')
 flags.DEFINE_bool('compare', False, 'Also run configs/flax_example.py (the official Flax '
                   'example through this pipeline) and report speed ratios against it.')
 flags.DEFINE_list('targets', ['0.99', '0.995'], 'Test accuracies for time-to-accuracy.')
+flags.DEFINE_list('seeds', [], 'With --full_runs: one full run per seed (--config.seed=S), '
+                  'and their mean and standard deviation.')
 flags.DEFINE_multi_string('set', [], 'KEY=VALUE config overrides for every config run, '
                           'as --config.KEY=VALUE would give them.')
 flags.DEFINE_string('keep_workdirs', None, 'Folder to keep the full runs\' workdirs in '
@@ -90,16 +92,18 @@ def throughput(config, data) -> dict:
           'train_step_compile_s': round(compile_s, 2)}
 
 
-def full_run(name) -> dict:
+def full_run(name, seed=None) -> dict:
   """`main.py` end to end in a fresh workdir, as a user would run it."""
   from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as scratch:
-    workdir = os.path.join(FLAGS.keep_workdirs, name) if FLAGS.keep_workdirs else scratch
+    folder = name if seed is None else f'{name}_seed{seed}'
+    workdir = os.path.join(FLAGS.keep_workdirs, folder) if FLAGS.keep_workdirs else scratch
     cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
            f'--config={os.path.join(ROOT, "configs", name + ".py")}']
     cmd += [f'--config.manual_dir={FLAGS.manual_dir}'] if FLAGS.manual_dir else []
     cmd += [f'--config.data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else []
     cmd += [f'--config.{item}' for item in FLAGS.set]
+    cmd += [] if seed is None else [f'--config.seed={seed}']
     start = time.time()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, stderr = child.communicate()
@@ -124,6 +128,19 @@ def full_run(name) -> dict:
   }
 
 
+def over_seeds(runs: list[dict]) -> dict:
+  """Mean, sample standard deviation and count of each figure over the runs that have it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = {}
+  for key in ('final_test_accuracy', *(f'time_to_{float(t):g}_s' for t in FLAGS.targets),
+              'wall_s'):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    if values:
+      out[key] = {'mean': float(np.mean(values)), 'n': len(values),
+                  'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+  return out
+
+
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -134,7 +151,10 @@ def main(_):
   names = FLAGS.configs + (['flax_example'] if FLAGS.compare else [])
   for name in names:
     result = throughput(load_config(name), data)
-    if FLAGS.full_runs:
+    if FLAGS.full_runs and FLAGS.seeds:
+      result['runs'] = {seed: full_run(name, int(seed)) for seed in FLAGS.seeds}
+      result['over_seeds'] = over_seeds(list(result['runs'].values()))
+    elif FLAGS.full_runs:
       result.update(full_run(name))
     key = name + ''.join(f' {s}' for s in FLAGS.set)
     while key in results['configs']:  # The same config again: e.g. a warm cache.

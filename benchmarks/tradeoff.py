@@ -20,14 +20,20 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 # Result files are named after the machine that measured them (the JSON's
 # 'hardware' says more): the first matching prefix names the points.
 HARDWARE = (('h100', 'H100'), ('cpu_xeon', '2-core Xeon, AVX-512'), ('cpu', '2-core EPYC'))
-FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'}
+FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version',
+          ('cpu_fast.json', 'fast'): 'fast, former batch-64 version',
+          ('cpu_default_mlp_tiny.json', 'fast'): 'fast, former batch-64 version',
+          ('cpu_xeon_fast_default.json', 'fast'): 'fast, former batch-64 version'}
+# Runs measured again, seed for seed, in a later file: (file, config).
+SUPERSEDED = {('cpu_xeon_fast_default.json', 'default')}  # By cpu_xeon_default_3_seeds.json.
 
 
 def points():
-  """(hardware, config, wall seconds, final test accuracy, spread) of the measured runs.
+  """(hardware, config, seeds, wall seconds, final test accuracy, spread) of the
+  measured runs.
 
   Several seeds of one config on one kind of hardware become one point: their
-  means, and the spread (standard deviation) of their accuracy.
+  means, and the spread (sample standard deviation) of their accuracy.
   """
   runs = {}  # (hardware, label) -> [(wall seconds, accuracy)], one per seed.
   for name in sorted(os.listdir(RESULTS)):
@@ -40,18 +46,20 @@ def points():
       # `benchmarks/run.py --set seed=N` names its run 'CONFIG seed=N'; runs with
       # other overrides, and tiny (for tests), are no config's figures.
       config, *overrides = config.split(' ')
-      if 'wall_s' in r and config != 'tiny' and all(o.startswith('seed=') for o in overrides):
+      if (config == 'tiny' or (name, config) in SUPERSEDED
+          or not all(o.startswith('seed=') for o in overrides)):
+        continue
+      for run in r.get('runs', {}).values() if 'runs' in r else [r] if 'wall_s' in r else []:
         runs.setdefault((hardware, FORMER.get((name, config), config)), []).append(
-            (r['wall_s'], r['final_test_accuracy']))
+            (run['wall_s'], run['final_test_accuracy']))
     for r in data.get('final', {}).values():
       runs.setdefault((hardware, data['config'][8:-3]), []).append(
           (r['elapsed_s'], r['test_accuracy']))
   out = []
   for (hardware, config), seeds in runs.items():
     wall, accuracy = np.array(seeds).T
-    label = f'{config} ({len(seeds)} seeds)' if len(seeds) > 1 else config
-    out.append((hardware, label, float(wall.mean()), float(accuracy.mean()),
-                float(accuracy.std())))
+    out.append((hardware, config, len(seeds), float(wall.mean()), float(accuracy.mean()),
+                float(accuracy.std(ddof=1)) if len(seeds) > 1 else 0.0))
   return out
 
 
@@ -60,11 +68,11 @@ def main():
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for (_, hardware), marker in zip(HARDWARE, 'sDo'):
     mine = [r for r in rows if r[0] == hardware]
-    ax.errorbar([r[2] for r in mine], [100 * r[3] for r in mine], yerr=[100 * r[4] for r in mine],
+    ax.errorbar([r[3] for r in mine], [100 * r[4] for r in mine], yerr=[100 * r[5] for r in mine],
                 fmt=marker, capsize=3, label=hardware)
-    for _, config, wall, accuracy, _ in mine:
-      ax.annotate(config, (wall, 100 * accuracy), fontsize=7, xytext=(4, 2),
-                  textcoords='offset points')
+    for _, config, n, wall, accuracy, _ in mine:
+      ax.annotate(f'{config} ({n} seeds)' if n > 1 else config, (wall, 100 * accuracy),
+                  fontsize=7, xytext=(4, 2), textcoords='offset points')
   ax.set_xscale('log')
   ticks = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
   ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -76,10 +84,12 @@ def main():
   ax.legend()
   path = os.path.join(RESULTS, 'tradeoff.png')
   fig.savefig(path, dpi=100, bbox_inches='tight')
-  print('| hardware | config | wall time | test accuracy |\n| --- | --- | --- | --- |')
-  for hardware, config, wall, accuracy, spread in sorted(rows, key=lambda r: (r[0], r[2])):
-    plus = f' ± {100 * spread:.3f}' if spread else ''
-    print(f'| {hardware} | `{config}` | {wall:.1f} s | {100 * accuracy:.3f}%{plus} |')
+  print('| hardware | config | seeds | wall time (mean) | test accuracy (mean ± std) |\n'
+        '| --- | --- | --- | --- | --- |')
+  for hardware, config, n, wall, accuracy, spread in sorted(rows, key=lambda r: (r[0], r[3])):
+    figure = f'{100 * accuracy:.2f} ± {100 * spread:.2f}%' if n > 1 else (
+        f'{100 * accuracy:.2f}% (one seed)')
+    print(f'| {hardware} | `{config}` | {n} | {wall:.1f} s | {figure} |')
   print(f'\nWrote {path}')
 
 

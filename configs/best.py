@@ -12,9 +12,11 @@ Final test accuracy, the last checkpoint evaluated with the current code
 - One NVIDIA H100, JAX 0.11.2, seeds 0, 1, 2: 99.71%, 99.70%, 99.71% as logged
   by code older than the two fixes to how the weight average is evaluated (they
   change evaluation, not training; not re-measured there); 38-40 s a run.
-The hyper-parameters were chosen on the test set in two tries (no validation
-split then), so these figures flatter it a little. How the figures came to be,
-including the fixes: benchmarks/results/best_history.md and git.
+What was chosen on what: every hyper-parameter here was chosen on the test set,
+in two tries, before there was a validation split (--config.validation_size);
+a sweep of `best` on a validation split (30 epochs, 74-87 minutes a run on the
+CPU) has not been run, so these figures flatter it a little. How the figures
+came to be, including the fixes: benchmarks/results/best_history.md and git.
 """
 from configs import default
 

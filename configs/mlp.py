@@ -4,7 +4,7 @@ Command:
   python main.py --workdir=runs/mlp --config=configs/mlp.py
 
 Measured on a 2-core AMD EPYC CPU, generation not recorded (no GPU), JAX 0.10.2,
-`python benchmarks/run.py --configs=mlp --full_runs`:
+`python benchmarks/run.py --configs=mlp --full_runs`, one seed (seed 0):
   test accuracy 98.86% after 10 epochs, 36 s wall; 31,462 training images/s.
 """
 

@@ -4,7 +4,8 @@ Command:
   python main.py --workdir=/tmp/tiny --config=configs/tiny.py \
       --config.manual_dir=../shared/datasets/mnist
 
-Measured on a 2-core AMD EPYC CPU (generation not recorded): 88.55% test accuracy, 16 s wall
+Measured on a 2-core AMD EPYC CPU (generation not recorded), one seed (seed 0):
+88.55% test accuracy, 16 s wall
 (`python benchmarks/run.py --configs=tiny --full_runs`).
 """
 

@@ -4,7 +4,7 @@ Command (2 x 18 one-epoch runs; about 10 minutes on a 2-core CPU):
   python main.py --mode=sweep --workdir=runs/sweep_fast --config=configs/fast.py \
       --sweep=sweeps/fast.py --config.manual_dir=../shared/datasets/mnist
 
-Result: see the "fast" section of benchmarks/results/sweep_fast.md.
+Result: see the "fast" section of benchmarks/results/cpu_xeon_sweep_fast.md.
 """
 
 
