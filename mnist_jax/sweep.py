@@ -94,6 +94,8 @@ def load_spec(path: str, base) -> Spec:
   if unknown:
     raise bad(f'unknown key(s) {", ".join(unknown)}; a spec may have {", ".join(SPEC_KEYS)}.')
   grid, space = raw.get('grid') or {}, raw.get('space') or {}
+  if not all(isinstance(part, dict) for part in (grid, space, raw.get('config', {}))):
+    raise bad('grid, space and config must be dicts keyed by config keys.')
   if bool(grid) == bool(space):
     raise bad('give either a grid or a space (not both, not neither).')
   for key in [*grid, *space, *raw.get('config', {})]:
@@ -106,7 +108,8 @@ def load_spec(path: str, base) -> Spec:
       raise bad(f'grid[{key!r}] must be a non-empty list of values.')
   for key, dist in space.items():
     if not (isinstance(dist, (list, tuple)) and dist and (
-        dist[0] in RANGES and len(dist) == 3 and dist[1] < dist[2]
+        dist[0] in RANGES and len(dist) == 3
+        and all(isinstance(v, (int, float)) for v in dist[1:]) and dist[1] < dist[2]
         or dist[0] == 'choice' and len(dist) == 2 and len(dist[1]) > 0)):
       raise bad(f'space[{key!r}]={dist!r}: expected (\'float\' | \'log\' | \'int\', low, high) '
                 'with low < high, or (\'choice\', [values]).')
@@ -136,7 +139,8 @@ def load_spec(path: str, base) -> Spec:
   check = trial_config(base, spec, {}, seeds[0])
   if not check.validation_size:
     raise bad('the sweep chooses on the validation split, but validation_size is 0: set '
-              'it in the spec\'s config (e.g. {"validation_size": 10000}).')
+              'it in the spec\'s config (e.g. {"validation_size": 10000}) or with '
+              '--config.validation_size.')
   # Every value is checked before anything trains: a typo fails now, not at trial 7.
   if grid:
     candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny synthetic data for unit tests, the real MNIST for integration."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -100,3 +101,17 @@ def wait_until_up(proc, port, timeout=120):
     except OSError:
       time.sleep(0.3)
   raise AssertionError('the server did not come up')
+
+
+@contextlib.contextmanager
+def serving(workdir):
+  """main.py --mode=serve on `workdir`'s model, on a free port, up: (process, port)."""
+  port = free_port()
+  proc = start_server(workdir, port)
+  try:
+    wait_until_up(proc, port)
+    yield proc, port
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import free_port, start_server, wait_until_up
+from conftest import serving
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 sync_api = pytest.importorskip('playwright.sync_api')
@@ -25,14 +25,8 @@ SCREENSHOT = os.environ.get('MNIST_JAX_SCREENSHOT')
 
 @pytest.fixture(scope='module')
 def url(digit_model):
-  port = free_port()
-  proc = start_server(digit_model, port)
-  try:
-    wait_until_up(proc, port)
+  with serving(digit_model) as (_, port):
     yield f'http://127.0.0.1:{port}/'
-  finally:
-    proc.kill()
-    proc.wait()
 
 
 def stroke(page, points, jitter=1.5):

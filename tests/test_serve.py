@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import free_port, start_server, wait_until_up
+from conftest import serving, start_server
 from mnist_jax import predict, serve
 
 starlette_testclient = pytest.importorskip('starlette.testclient')
@@ -126,15 +126,8 @@ def test_model_and_health(client, digit_model):
 
 @pytest.fixture(scope='module')
 def server(digit_model):
-  """main.py --mode=serve on a free port: (process, port)."""
-  port = free_port()
-  proc = start_server(digit_model, port)
-  try:
-    wait_until_up(proc, port)
-    yield proc, port
-  finally:
-    if proc.poll() is None:
-      proc.kill()
+  with serving(digit_model) as running:
+    yield running
 
 
 def test_upload_over_the_limit_is_cut_off_before_it_is_read(server):

@@ -40,15 +40,15 @@ def write_spec(path, text):
     ("{'grid': {'learning_rate': [0.1]}, 'trails': 3}", "unknown key"),
     ("{'grid': {'learning_rate': [0.1, 0.2]}, 'trials': 3}", 'at most the grid'),
     ("{'space': {'learning_rate': ('log', 0.001, 0.1)}}", 'required with a space'),
+    ("{'space': {'learning_rate': ('log', 'a', 'b')}, 'trials': 2}", 'with low < high'),
+    ("{'grid': [0.1, 0.2]}", 'must be dicts'),
 ])
 def test_bad_spec_is_one_message(tmp_path, body, message):
-  config = dict(validation_size=1000) if 'trails' in body else {}
   if "'config'" not in body:
     body = body[:-1] + ", 'config': {'validation_size': 1000}}"
   path = write_spec(tmp_path / 'spec.py', f'def get_sweep():\n  return {body}\n')
   with pytest.raises(UserError, match=message):
     sweep.load_spec(path, tiny.get_config())
-  del config
 
 
 def test_spec_must_hold_out_validation_and_be_readable(tmp_path):
