@@ -386,7 +386,9 @@ class Run:
   bn_statistics: Any  # make_bn_statistics, where EMA weights need their own; else None.
   images: jax.Array
   labels: jax.Array
-  compiled: bool = False  # Whether the train step has run once (images/s count after).
+  # When the first call of the train step (its compilation included) returned;
+  # None before. Images/s count from then.
+  first_step_done: float | None = None
 
 
 def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, TrainState]:
@@ -435,9 +437,10 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
     num_steps = min(steps_per_call, steps - done)
     state, sums = run.train_step(state, sums, run.images, run.labels, perm, num_steps)
     done += num_steps
-    if not run.compiled:  # The first call compiles: images/s count from its end.
+    if run.first_step_done is None:  # The first call compiles: images/s count from its end.
       jax.block_until_ready(sums)
-      run.compiled, tick, tick_step = True, time.time(), done
+      run.first_step_done = tick = time.time()
+      tick_step = done
     if done // config.log_every_steps > (done - num_steps) // config.log_every_steps or (
         done == steps):
       metrics = sums.compute()
@@ -462,13 +465,25 @@ def evaluate(run: Run, state: TrainState):
 
 
 def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
-  """Setup, resume, then per epoch: train, evaluate, write, checkpoint."""
+  """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
+
+  Where the time goes goes into metrics.jsonl: each epoch's `epoch_train_s` and
+  `epoch_eval_s`, and on the first line a process writes, its start-up: imports
+  (from `start_time` to this call), data loading, setup (jitted pieces, data on
+  the devices, state initialized or restored) and the first train step
+  (compilation included).
+  """
+  entered = time.time()
   if data is None:
     data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
+  loaded = time.time()
   run, state = setup(config, data, mesh)
   ckpt = stack.enter_context(checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
                                                  config.keep_checkpoints))
   state = ckpt.restore(state)
+  set_up = time.time()
+  startup = {'startup_imports_s': entered - start_time, 'startup_data_s': loaded - entered,
+             'startup_setup_s': set_up - loaded}
   start_step = int(state.step)
   history = (workdir_lib.truncate_metrics(os.path.join(workdir, 'metrics.jsonl'), start_step)
              if primary else [])
@@ -494,6 +509,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
   for line in history:
     on_evaluation(line)
   for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
+    epoch_start = time.time()
     try:
       state, train_metrics = train_epoch(run, state, epoch, report)
     except Diverged as e:
@@ -503,10 +519,17 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
       raise UserError(f'Training diverged: the loss became {e.args[0]} in epoch {epoch} '
                       f'(by step {e.args[1]}). {kept} Try a lower --config.learning_rate.'
                       ) from e
+    trained = time.time()
     state, eval_metrics = evaluate(run, state)
     metrics = {'epoch': epoch, 'step': int(state.step),
                'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
-               **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2)}
+               **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2),
+               'epoch_train_s': round(trained - epoch_start, 3),
+               'epoch_eval_s': round(time.time() - trained, 3)}
+    if startup:  # This process's first line.
+      startup['startup_first_step_s'] = run.first_step_done - set_up
+      metrics.update({k: round(v, 3) for k, v in startup.items()})
+      startup = None
     val = (f'val accuracy {100 * metrics["val_accuracy"]:.2f}%  val loss '
            f'{metrics["val_loss"]:.4f}  ' if 'val_accuracy' in metrics else '')
     writer.write(metrics['step'], metrics,

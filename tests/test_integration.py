@@ -15,7 +15,7 @@ from mnist_jax import train
 
 def _metrics(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [{k: v for k, v in json.loads(l).items() if k != 'elapsed_s'} for l in f]
+    return [{k: v for k, v in json.loads(l).items() if not k.endswith('_s')} for l in f]
 
 
 def _cli(workdir, mnist_dirs):
