@@ -152,8 +152,11 @@ def test_two_processes_share_a_sweep_and_a_killed_one_resumes_to_the_same_table(
       'FAIL', 'COMPLETE' if interrupted.params['learning_rate'] != HOPELESS else 'PRUNED']
 
 
-def test_sweep_needs_a_spec(mnist_dirs, tmp_path):
-  result = subprocess.run(tiny_command(tmp_path, mnist_dirs, '--mode=sweep'),
-                          capture_output=True, text=True, cwd=ROOT)
-  assert result.returncode == 1 and 'needs --sweep=SPEC' in result.stderr
-  assert 'Traceback' not in result.stderr
+def test_sweep_without_a_spec_or_with_a_bad_one_is_one_message(mnist_dirs, tmp_path):
+  spec = write_spec(tmp_path / 'spec.py', "def get_sweep():\n  return {'grid': "
+                    "{'learning_rate': [0.1]}, 'metric': 'test_accuracy'}\n")
+  for flags, message in ((), 'needs --sweep=SPEC'), ((f'--sweep={spec}',), 'test set'):
+    result = subprocess.run(tiny_command(tmp_path / 'sweep', mnist_dirs, '--mode=sweep', *flags),
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and message in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
