@@ -414,7 +414,8 @@ def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, Tra
                 for prefix, split in splits.items() if split in data}
   return Run(config, mesh, steps,
              make_train_step(config, graphdef, tx, mesh, config.dataset, steps),
-             make_permutation(config, mesh), evaluators, bn_statistics, jax.device_put(data['train'].images, replicated),
+             make_permutation(config, mesh), evaluators, bn_statistics,
+             jax.device_put(data['train'].images, replicated),
              jax.device_put(data['train'].labels, replicated)), state
 
 
