@@ -15,10 +15,16 @@ from mnist_jax import sweep
 from mnist_jax.errors import UserError
 
 HOPELESS = 1e-7  # A learning rate that leaves the model at chance after 100 steps.
-SPEC = f'''
+
+
+def sweep_spec(cache):
+  """2 x 2 configurations x 2 seeds; one compilation cache for all 16 runs (each
+  compiles the same shapes)."""
+  return f'''
 def get_sweep():
   return {{'grid': {{'learning_rate': [{HOPELESS}, 0.003], 'dense_features': [32, 48]}},
-          'seeds': [0, 1], 'config': {{'validation_size': 1000}}, 'heartbeat_s': 1}}
+          'seeds': [0, 1], 'heartbeat_s': 1,
+          'config': {{'validation_size': 1000, 'compilation_cache_dir': {cache!r}}}}}
 '''
 
 
@@ -118,7 +124,7 @@ def wait(proc, log, timeout=600):
 
 def test_two_processes_share_a_sweep_and_a_killed_one_resumes_to_the_same_table(
     mnist_dirs, tmp_path):
-  spec = write_spec(tmp_path / 'spec.py', SPEC)
+  spec = write_spec(tmp_path / 'spec.py', sweep_spec(str(tmp_path / 'xla_cache')))
   shared = str(tmp_path / 'shared')
   procs = [start(shared, spec, mnist_dirs, tmp_path / f'p{i}.log') for i in range(2)]
   logs = [wait(p, tmp_path / f'p{i}.log') for i, p in enumerate(procs)]
