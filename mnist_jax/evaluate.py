@@ -96,6 +96,13 @@ def load_members(workdirs: Sequence[str], cli_config=None) -> list:
   return configs
 
 
+def accuracy_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+  """Accuracy of the most probable class, and the mean cross-entropy."""
+  true_prob = probabilities[np.arange(len(labels)), labels]
+  return (float(np.mean(probabilities.argmax(axis=1) == labels)),
+          float(-np.mean(np.log(np.maximum(true_prob, 1e-12)))))
+
+
 def validation_split(configs, data: dict[str, input_pipeline.Split]):
   """The validation images the models were trained without, or None where they
   were not, or not all the same ones."""
@@ -127,20 +134,24 @@ def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
   test = data['test']
   validation = validation_split(configs, data) if 'train' in data else None
   names = input_pipeline.CLASS_NAMES[config.dataset]
-  outputs = [test_probabilities(w, c, test, step, tta) for w, c in zip(workdirs, configs)]
+  scored = test  # The validation images, where there are any, go in the same call.
+  if validation is not None:
+    scored = input_pipeline.Split(np.concatenate([test.images, validation.images]),
+                                  np.concatenate([test.labels, validation.labels]))
+  outputs = [test_probabilities(w, c, scored, step, tta) for w, c in zip(workdirs, configs)]
   members = [{'workdir': os.path.abspath(w), 'step': s,
-              'test_accuracy': float(np.mean(p.argmax(1) == test.labels))}
+              'test_accuracy': float(np.mean(p[:len(test)].argmax(1) == test.labels))}
              for w, (p, s) in zip(workdirs, outputs)]
   probabilities = np.mean([p for p, _ in outputs], axis=0)
+  probabilities, val_probabilities = probabilities[:len(test)], probabilities[len(test):]
   predictions = probabilities.argmax(axis=1)
   labels = test.labels
   matrix = confusion_matrix(labels, predictions, len(names))
   ece, bins = calibration(probabilities, labels)
-  true_prob = probabilities[np.arange(len(labels)), labels]
+  test_accuracy, test_loss = accuracy_and_loss(probabilities, labels)
   report = {
       'dataset': config.dataset, 'num_test_images': int(len(labels)),
-      'test_accuracy': float(np.mean(predictions == labels)),
-      'test_loss': float(-np.mean(np.log(np.maximum(true_prob, 1e-12)))),
+      'test_accuracy': test_accuracy, 'test_loss': test_loss,
       'num_errors': int(np.sum(predictions != labels)),
       'expected_calibration_error': ece, 'calibration_bins': bins,
       'per_class': per_class_scores(matrix, names),
@@ -149,12 +160,8 @@ def evaluate(workdirs: Sequence[str], cli_config=None, step: int | None = None,
       'test_time_augmentation': [list(s) for s in TTA_SHIFTS] if tta else None,
   }
   if validation is not None:
-    val = np.mean([test_probabilities(w, c, validation, step, tta)[0]
-                   for w, c in zip(workdirs, configs)], axis=0)
-    report.update(num_val_images=len(validation),
-                  val_accuracy=float(np.mean(val.argmax(1) == validation.labels)),
-                  val_loss=float(-np.mean(np.log(np.maximum(
-                      val[np.arange(len(validation)), validation.labels], 1e-12)))))
+    val_accuracy, val_loss = accuracy_and_loss(val_probabilities, validation.labels)
+    report.update(num_val_images=len(validation), val_accuracy=val_accuracy, val_loss=val_loss)
   out = os.path.join(workdirs[0], ('eval' if len(workdirs) == 1 else 'eval_ensemble')
                      + ('_tta' if tta else ''))
   os.makedirs(out, exist_ok=True)
