@@ -198,6 +198,7 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
       Mount('/static', StaticFiles(directory=WEB_DIR), name='static'),
   ], middleware=[Middleware(SecurityHeaders),
                  Middleware(LimitUploads, max_bytes=MAX_UPLOAD_BYTES)])
+  app.state.info = info
   return app
 
 
@@ -224,10 +225,8 @@ def serve(workdir: str, host: str, port: int, step: int | None = None) -> None:
   if not 0 < port < 65536:
     raise UserError(f'--port={port}: choose a port from 1 to 65535.')
   check_port_free(host, port)
-  config_lib.load_saved(workdir)  # A clear message for a folder that is not a run.
-  predictor = predict.Predictor.from_workdir(workdir, step, batch=1)
-  app = create_app(workdir, predictor)
-  info = model_info(workdir, predictor)
+  app = create_app(workdir, predict.Predictor.from_workdir(workdir, step, batch=1))
+  info = app.state.info
   accuracy = info['test_accuracy']
   shown = 'localhost' if host in ('127.0.0.1', '::1') else host
   logging.info('Serving %s (step %d%s) at http://%s:%d  (ctrl-C stops)', info['config'],
