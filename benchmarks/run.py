@@ -154,15 +154,10 @@ def breakdown(lines: list[dict], wall: float) -> dict:
 
 def over_seeds(runs: list[dict]) -> dict:
   """Mean, sample standard deviation and count of each figure over the runs that have it."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  out = {}
-  for key in ('final_test_accuracy', *(f'time_to_{float(t):g}_s' for t in FLAGS.targets),
-              'wall_s'):
-    values = [r[key] for r in runs if r.get(key) is not None]
-    if values:
-      out[key] = {'mean': float(np.mean(values)), 'n': len(values),
-                  'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
-  return out
+  from mnist_jax.sweep import mean_std  # pylint: disable=g-import-not-at-top
+  keys = ('final_test_accuracy', *(f'time_to_{float(t):g}_s' for t in FLAGS.targets), 'wall_s')
+  stats = {key: mean_std([r.get(key) for r in runs]) for key in keys}
+  return {key: stat for key, stat in stats.items() if stat}
 
 
 def main(_):

@@ -365,7 +365,9 @@ def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None
   return write_report(study, spec, workdir)
 
 
-def _mean_std(values):
+def mean_std(values) -> dict | None:
+  """{'mean', 'std' (sample; 0 for one value), 'n'} of the values that are not None;
+  None where there are none."""
   values = [v for v in values if v is not None]
   if not values:
     return None
@@ -391,7 +393,7 @@ def table(study, spec: Spec) -> list[dict]:
     rows.append({
         'params': trial.params, 'state': trial.state.name, 'trial': trial.number,
         'seeds_done': [r['seed'] for r in complete],
-        **{k: _mean_std([r[k] for r in complete]) for k in (
+        **{k: mean_std([r[k] for r in complete]) for k in (
             'val_accuracy', 'val_loss', 'test_accuracy', 'test_loss', 'wall_s',
             'val_time_to_99_s', 'test_time_to_99_s')},
         'resumed': any(r['resumed'] for r in runs), 'runs': runs, 'note': note})
