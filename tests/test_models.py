@@ -46,3 +46,24 @@ def test_dropout_active_only_in_training():
   a = model(x, train=True, key=jax.random.key(0))
   b = model(x, train=True, key=jax.random.key(1))
   assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize('shape', [(3, 28, 28), (2, 7, 5)])
+def test_one_channel_conv_matches_nnx_conv(shape):
+  """The first layer's nine-multiply-add convolution: same outputs and gradients
+  (kernel, bias and images) as nnx.Conv, under jit, for a cotangent that is not all ones."""
+  conv = nnx.Conv(1, 16, kernel_size=(3, 3), rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (*shape, 1))
+  cotangent = jax.random.normal(jax.random.key(2), (*shape, 16))
+  graphdef, params = nnx.split(conv)
+
+  def loss(params, x, apply):
+    return (apply(nnx.merge(graphdef, params), x) * cotangent).sum()
+
+  results = [jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(params, x, apply)
+             for apply in (lambda conv, x: conv(x), models.apply_conv)]
+  (expected_value, expected_grads), (value, grads) = results
+  np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+  np.testing.assert_allclose(models.apply_conv(conv, x), conv(x), rtol=1e-5, atol=1e-5)
