@@ -12,14 +12,15 @@ the last 10,000 (benchmarks/results/cpu_xeon_sweep_fast.md). Batch 32, learning 
 reached 99.0% (99.02 +- 0.03%); the former choice (batch 64, picked on the test
 set) came second with 98.98 +- 0.10%, inside that spread.
 
-Measured trained on all 60,000, seeds 0-4, with `python benchmarks/run.py
---configs=fast --full_runs --seeds=0,1,2,3,4` on a 2-core Intel Xeon, family 6
-model 207 (AVX-512, AMX), JAX 0.10.2, compilation cache warm: test accuracy
-99.11 +- 0.07% (mean +- sample std over the 5 seeds; 99.00-99.20%), every seed
-at >= 99% after its one epoch, 17.2 +- 1.2 s after the command started
-(benchmarks/results/cpu_xeon_fast_5_seeds.json). The former batch-64 version,
-measured the same way for seeds 0-4 on a 2-core AMD EPYC: 99.11 +- 0.03%
-(99.07-99.16%), 11-14 s each.
+Measured trained on all 60,000, seeds 0-4, by `python benchmarks/versus.py
+--baseline=c3badfb` (this side's `benchmarks/run.py --configs=fast --full_runs
+--set=seed=S`) on a 2-core Intel Xeon, family 6 model 207 (AVX-512, AMX), JAX
+0.10.2, compilation cache warm: test accuracy 99.16 +- 0.06% (mean +- sample std
+over the 5 seeds; 99.06-99.21%), every seed at >= 99% after its one epoch,
+14.6 +- 1.4 s after the command started, against 17.1 +- 1.1 s for commit c3badfb's
+batch-64 version run alternately with it (1.17x;
+benchmarks/results/cpu_xeon_versus_c3badfb.json). That batch-64 version, measured
+for seeds 0-4 on a 2-core AMD EPYC: 99.11 +- 0.03% (99.07-99.16%), 11-14 s each.
 """
 
 from configs import default
