@@ -175,9 +175,9 @@ class FlaxExampleCNN(nnx.Module):
 MODELS = ('cnn', 'mlp', 'flax_example_cnn')
 
 
-def create_model(config: ml_collections.ConfigDict, seed: int | jax.Array) -> nnx.Module:
+def create_model(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
   """Builds the model named by `config.model`, initialized from `seed`."""
-  rngs = nnx.Rngs(params=jax.random.key(seed))  # An int, or a traced one under jit.
+  rngs = nnx.Rngs(params=seed)
   dtype = jnp.dtype(config.compute_dtype)
   if config.model == 'cnn':
     return CNN(tuple(config.conv_features), config.convs_per_block,

@@ -139,28 +139,18 @@ def _state_of(config, tx, model):
       ema_params=jax.tree.map(jnp.copy, params) if config.ema_decay else None)
 
 
-def graph_definition(config):
-  """The model's nnx graph definition, without initialising anything."""
-  return nnx.split(nnx.eval_shape(lambda: models.create_model(config, seed=0)))[0]
-
-
 def init_state(config, tx, mesh):
-  """A fresh, replicated TrainState, and the model's graph definition.
-
-  Initialised by one compiled program: eagerly, every initializer and optimizer
-  slot was a small compilation of its own, 0.2 s of `fast`'s start-up.
-  """
+  """A fresh, replicated TrainState, and the model's graph definition."""
   init_key, _, _ = seed_keys(config.seed)
-  seed = np.int32(jax.random.randint(init_key, (), 0, 2**31 - 1))
-  state = jax.jit(lambda seed: _state_of(config, tx, models.create_model(config, seed))[1],
-                  out_shardings=NamedSharding(mesh, P()))(seed)
-  return graph_definition(config), state
+  model = models.create_model(config, seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
+  graphdef, state = _state_of(config, tx, model)
+  return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
 
 
 def abstract_state(config, tx, mesh):
   """The graph definition and the TrainState's shapes, dtypes and (replicated)
   shardings, without initialising anything: the target a checkpoint restores onto."""
-  graphdef = graph_definition(config)
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: models.create_model(config, seed=0)))
   state = jax.eval_shape(lambda: _state_of(config, tx, models.create_model(config, seed=0))[1])
   replicated = NamedSharding(mesh, P())
   return graphdef, jax.tree.map(
