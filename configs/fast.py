@@ -17,9 +17,9 @@ Measured trained on all 60,000, seeds 0-4, by `python benchmarks/versus.py
 --set=seed=S`) on a 2-core Intel Xeon, family 6 model 207 (AVX-512, AMX), JAX
 0.10.2, compilation cache warm: test accuracy 99.16 +- 0.06% (mean +- sample std
 over the 5 seeds; 99.06-99.21%), every seed at >= 99% after its one epoch,
-14.6 +- 1.4 s after the command started, against 17.1 +- 1.1 s for commit c3badfb's
-batch-64 version run alternately with it (1.17x;
-benchmarks/results/cpu_xeon_versus_c3badfb.json). That batch-64 version, measured
+13.9 +- 1.3 s after the command started, against 16.4 +- 0.6 s for commit c3badfb's
+batch-64 version run alternately with it (1.18x;
+benchmarks/results/cpu_xeon_versus_c3badfb_fast.json). That batch-64 version, measured
 for seeds 0-4 on a 2-core AMD EPYC: 99.11 +- 0.03% (99.07-99.16%), 11-14 s each.
 """
 
