@@ -63,7 +63,9 @@ def _conv3x3_one_channel_fwd(x, kernel):
 
 def _conv3x3_one_channel_bwd(residuals, g):
   x, kernel = residuals
-  d_kernel = (_taps(x).reshape(9, -1) @ g.reshape(-1, g.shape[-1])).reshape(kernel.shape)
+  # Contracted over named axes, not reshaped: a batch sharded over devices then sums
+  # locally and all-reduces, rather than being gathered.
+  d_kernel = jnp.einsum('kbhwc,bhwf->kf', _taps(x), g).reshape(kernel.shape)
   # The transposed convolution; XLA drops it where nothing needs the images' gradient.
   d_x = jnp.einsum('kbhwf,kf->bhw', _taps(g, flip=True), kernel.reshape(9, -1))[..., None]
   return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype)
