@@ -470,7 +470,7 @@ def evaluate(run: Run, state: TrainState):
 def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
 
-  Where the time goes goes into metrics.jsonl: each epoch's `epoch_train_s` and
+  Where the time goes is written to metrics.jsonl: each epoch's `epoch_train_s` and
   `epoch_eval_s`, and on the first line a process writes, its start-up: imports
   (from `start_time` to this call), data loading, setup (jitted pieces, data on
   the devices, state initialized or restored) and the first train step
