@@ -65,6 +65,9 @@ def get_config() -> ml_collections.ConfigDict:
   # uses (bias-corrected: the random initial weights are not in it); 0: none.
   config.ema_decay = 0.0
   config.batch_size = 128
+  # The batch's gradient as this many independent parts of one step, which
+  # XLA:CPU runs on different cores at once (train.make_train_step); 1: one.
+  config.microbatches = 1
   config.num_epochs = 15
   # Steps per epoch; None: the whole training set (the last partial batch is
   # dropped, a different one each epoch since the order is reshuffled).

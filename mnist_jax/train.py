@@ -204,13 +204,28 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, dataset), batch_sharding)
     y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)
 
-    def loss_fn(params):
+    def loss_fn(params, x, y, key):
       model = nnx.merge(graphdef, params, state.model_state, copy=True)
       logits = model(x, train=True, key=key)
       loss, correct = loss_and_correct(logits, y, config.label_smoothing)
-      return loss.mean(), (loss, correct, nnx.state(model, nnx.Not(nnx.Param)))
+      return loss.sum() / bs, (loss, correct, nnx.state(model, nnx.Not(nnx.Param)))
 
-    grads, (loss, correct, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+    # The batch's gradient as the sum of `parts` independent gradients, of rows i,
+    # i + parts, ... (each device keeps its own rows): XLA:CPU's runtime runs
+    # independent operations at once, and one batch of small convolutions leaves a
+    # core idle. Equal to one gradient up to float rounding.
+    parts = config.microbatches
+    if parts == 1:
+      grads, (loss, correct, model_state) = jax.grad(loss_fn, has_aux=True)(
+          state.params, x, y, key)
+    else:
+      outs = [jax.grad(loss_fn, has_aux=True)(
+          state.params, x.reshape(bs // parts, parts, *x.shape[1:])[:, i],
+          y.reshape(bs // parts, parts)[:, i], jax.random.fold_in(key, i))
+              for i in range(parts)]
+      grads = jax.tree.map(lambda *g: sum(g), *(g for g, _ in outs))
+      loss, correct = (jnp.concatenate([aux[j] for _, aux in outs]) for j in (0, 1))
+      model_state = outs[-1][1][2]
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     state = state.replace(step=state.step + 1, params=params, model_state=model_state,
@@ -363,9 +378,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   check_devices()
   mesh = make_mesh()
-  if config.batch_size % mesh.size:
+  if config.batch_size % (mesh.size * config.microbatches):
+    n = mesh.size * config.microbatches
     raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
-                    f'{mesh.size} devices; use a multiple of {mesh.size}.')
+                    f'{mesh.size} devices times --config.microbatches='
+                    f'{config.microbatches}; use a multiple of {n}.')
   workdir_lib.prepare(workdir, jax.process_index())
   primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
   with contextlib.ExitStack() as stack:

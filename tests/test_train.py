@@ -95,11 +95,22 @@ def test_evaluation_counts_every_example_once(tiny_config):
     ('momentum', 1.5, 'momentum must be in'),
     ('validation_size', -1, 'whole number >= 0'),
     ('validation_size', 59_990, 'not one batch'),
+    ('microbatches', 0, 'whole number >= 1'),
 ])
 def test_config_validation(tiny_config, key, value, message):
   tiny_config[key] = value
   with pytest.raises(UserError, match=message):
     config_lib.validate(tiny_config)
+
+
+def test_microbatches_are_checked_against_batch_norm_and_the_batch(tiny_config, synthetic_data,
+                                                                    tmp_path):
+  tiny_config.microbatches, tiny_config.batch_norm = 2, True
+  with pytest.raises(UserError, match='own statistics'):
+    config_lib.validate(tiny_config)
+  tiny_config.microbatches, tiny_config.batch_norm = 3, False  # Batch 32.
+  with pytest.raises(UserError, match='not divisible by the 1 devices times --config.microbatches=3'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
 
 
 def test_schedules_and_optimizers_build(tiny_config):
@@ -249,31 +260,69 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
   perm = train.make_permutation(config, mesh)(1, len(labels))
   zeros = train.TrainMetrics.zeros
-  copy = lambda tree: jax.tree.map(jnp.copy, tree)
-  start = jax.tree.map(np.asarray, fresh.params)
+  updates = lambda state: _updates(fresh, state)
 
   def run_loop(order):
-    state, sums = copy(fresh), zeros()
+    state, sums = _copy(fresh), zeros()
     for _ in range(8):
       state, sums = step(state, sums, images, labels, order, 1)
     return state, sums
 
-  def updates(state):
-    return [np.asarray(p) - s for p, s in zip(jax.tree.leaves(state.params), jax.tree.leaves(start))]
-
-  def agree(a, b):  # Each leaf's update equal to 1e-4 of its own largest entry.
-    return all(np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x)) for x, y in zip(a, b))
-
   looped, looped_sums = run_loop(perm)
-  scanned, scanned_sums = step(copy(fresh), zeros(), images, labels, perm, 8)
+  scanned, scanned_sums = step(_copy(fresh), zeros(), images, labels, perm, 8)
   assert int(scanned.step) == int(looped.step) == 8
-  assert agree(updates(looped), updates(scanned))
+  assert _agree(updates(looped), updates(scanned))
   np.testing.assert_allclose(looped_sums.loss, scanned_sums.loss, rtol=1e-5)
   assert int(looped_sums.count) == int(scanned_sums.count) == 8 * config.batch_size
   # The comparison is strict enough to see the batches in another order.
   swapped = jnp.concatenate([perm[config.batch_size:2 * config.batch_size],
                              perm[:config.batch_size], perm[2 * config.batch_size:]])
-  assert not agree(updates(looped), updates(run_loop(swapped)[0]))
+  assert not _agree(updates(looped), updates(run_loop(swapped)[0]))
+
+
+def _copy(tree):
+  return jax.tree.map(jnp.copy, tree)
+
+
+def _updates(fresh, state):
+  """Each parameter's change from `fresh` to `state`, as numpy arrays."""
+  return [np.asarray(p) - np.asarray(s)
+          for p, s in zip(jax.tree.leaves(state.params), jax.tree.leaves(fresh.params))]
+
+
+def _agree(a, b):
+  """Each leaf's update equal to 1e-4 of its own largest entry."""
+  return all(np.max(np.abs(x - y)) <= 1e-4 * np.max(np.abs(x)) for x, y in zip(a, b))
+
+
+def test_microbatches_take_the_step_of_the_whole_batch(tiny_config, synthetic_data):
+  """A batch's gradient summed over 4 parts moves the weights as the whole batch's
+  does (to float rounding; SGD, for the reason above), counts every example once,
+  and is not the step of another batch."""
+  config = tiny_config
+  config.optimizer, config.schedule, config.learning_rate = 'sgd', 'constant', 0.05
+  config.dropout_rate = 0.0
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=8)
+  graphdef, fresh = train.init_state(config, tx, mesh)
+  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
+  perm = train.make_permutation(config, mesh)(1, len(labels))
+
+  def run(microbatches, order):
+    config.microbatches = microbatches
+    step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
+    state, sums = _copy(fresh), train.TrainMetrics.zeros()
+    for _ in range(3):
+      state, sums = step(state, sums, images, labels, order, 1)
+    return _updates(fresh, state), sums
+
+  whole, whole_sums = run(1, perm)
+  parts, parts_sums = run(4, perm)
+  assert _agree(whole, parts)
+  np.testing.assert_allclose(parts_sums.loss, whole_sums.loss, rtol=1e-5)
+  assert int(parts_sums.correct) == int(whole_sums.correct)
+  assert int(parts_sums.count) == 3 * config.batch_size
+  assert not _agree(whole, run(4, jnp.roll(perm, 1))[0])  # One image swapped per batch.
 
 
 def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp_path):
