@@ -192,6 +192,17 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
   batch_sharding = NamedSharding(mesh, P('data'))
   bs = config.batch_size
 
+  @jax.jit  # Traced once however many microbatches call it.
+  def grad_fn(params, model_state, x, y, key):
+    """The gradient of the batch's mean loss over these of its rows, and (per-example
+    loss, correctness, model state)."""
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, model_state, copy=True)
+      logits = model(x, train=True, key=key)
+      loss, correct = loss_and_correct(logits, y, config.label_smoothing)
+      return loss.sum() / bs, (loss, correct, nnx.state(model, nnx.Not(nnx.Param)))
+    return jax.grad(loss_fn, has_aux=True)(params)
+
   def step_fn(state, sums, images, labels, perm):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
     key, augment_key = jax.random.split(jax.random.fold_in(dropout_key, state.step))
@@ -204,24 +215,17 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, dataset), batch_sharding)
     y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)
 
-    def loss_fn(params, x, y, key):
-      model = nnx.merge(graphdef, params, state.model_state, copy=True)
-      logits = model(x, train=True, key=key)
-      loss, correct = loss_and_correct(logits, y, config.label_smoothing)
-      return loss.sum() / bs, (loss, correct, nnx.state(model, nnx.Not(nnx.Param)))
-
     # The batch's gradient as the sum of `parts` independent gradients, of rows i,
     # i + parts, ... (each device keeps its own rows): XLA:CPU's runtime runs
     # independent operations at once, and one batch of small convolutions leaves a
     # core idle. Equal to one gradient up to float rounding.
     parts = config.microbatches
     if parts == 1:
-      grads, (loss, correct, model_state) = jax.grad(loss_fn, has_aux=True)(
-          state.params, x, y, key)
+      grads, (loss, correct, model_state) = grad_fn(state.params, state.model_state, x, y, key)
     else:
-      outs = [jax.grad(loss_fn, has_aux=True)(
-          state.params, x.reshape(bs // parts, parts, *x.shape[1:])[:, i],
-          y.reshape(bs // parts, parts)[:, i], jax.random.fold_in(key, i))
+      outs = [grad_fn(state.params, state.model_state,
+                      x.reshape(bs // parts, parts, *x.shape[1:])[:, i],
+                      y.reshape(bs // parts, parts)[:, i], jax.random.fold_in(key, i))
               for i in range(parts)]
       grads = jax.tree.map(lambda *g: sum(g), *(g for g, _ in outs))
       loss, correct = (jnp.concatenate([aux[j] for _, aux in outs]) for j in (0, 1))
