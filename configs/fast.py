@@ -32,9 +32,11 @@ def get_config():
   config.dense_features = 128
   config.augment_shift = 0  # Augmentation pays off over many epochs, not one.
   config.dropout_rate = 0.0
-  config.batch_size = 32  # 1,875 steps in the one epoch.
+  config.batch_size = 64  # 937 steps in the one epoch,
+  config.microbatches = 4  # each in 4 parts that XLA:CPU runs on both cores at once.
   config.learning_rate = 0.01
   config.label_smoothing = 0.1
   config.num_epochs = 1
+  config.eval_batch_size = 500  # 0.6 s for the 10,000 test images against 0.8 s in 1,000s.
   config.compilation_cache_dir = '~/.cache/mnist_jax/xla'
   return config
