@@ -25,7 +25,8 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
           ('cpu_default_mlp_tiny.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_xeon_fast_default.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_xeon_fast_5_seeds.json', 'fast'): 'fast, before the one-channel convolution',
-          ('cpu_xeon_default_3_seeds.json', 'default'): 'default, before the one-channel convolution'}
+          ('cpu_xeon_default_3_seeds.json', 'default'): 'default, before the one-channel convolution',
+          ('cpu_xeon_versus_c3badfb_fast.json', 'fast'): 'fast, batch 32 in one part'}
 # Runs measured again, seed for seed, in a later file: (file, config).
 SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_3_seeds.json.
               ('cpu_xeon_fast_breakdown.json', 'fast')}  # Seed 0 again, as in cpu_xeon_fast_5_seeds.
@@ -57,7 +58,7 @@ def points():
             (run['wall_s'], run['final_test_accuracy']))
     for config, r in data.get('full_runs', {}).items():  # benchmarks/versus.py: this side.
       for run in r['runs']['new'].values():
-        runs.setdefault((hardware, config), []).append(
+        runs.setdefault((hardware, FORMER.get((name, config), config)), []).append(
             (run['wall_s'], run['final_test_accuracy']))
     for r in data.get('final', {}).values():
       runs.setdefault((hardware, data['config'][8:-3]), []).append(

@@ -12,7 +12,9 @@ command started; 261 +- 11 s wall; 3,567 training images/s
 became nine multiply-adds (models.conv3x3_one_channel): since then 4,549 against
 3,747 training images/s, 1.21x, side by side on that Xeon (median of 3 alternating
 rounds of `python benchmarks/versus.py --baseline=c3badfb`,
-benchmarks/results/cpu_xeon_versus_c3badfb_speed.json). Seed 0 alone gave the same
+benchmarks/results/cpu_xeon_versus_c3badfb_speed.json; 4,574 against 4,332, 1.06x, in a
+later run of the same script, cpu_xeon_versus_c3badfb.json: this VM's speed moves
+between runs). Seed 0 alone gave the same
 99.47% on a 2-core AMD EPYC (generation not recorded; 162 s, 5,747 images/s).
 On one NVIDIA H100 (JAX 0.11.2), one seed (seed 0): 632,384 training images/s
 (a whole epoch per jitted call), 99.0% after 18.9 s, final 99.44%, 22.2 s wall.
