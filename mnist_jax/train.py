@@ -218,7 +218,7 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     # The batch's gradient as the sum of `parts` independent gradients, of rows i,
     # i + parts, ... (each device keeps its own rows): XLA:CPU's runtime runs
     # independent operations at once, and one batch of small convolutions leaves a
-    # core idle. Equal to one gradient up to float rounding.
+    # core idle. Equal to one gradient up to float rounding (dropout draws other masks).
     parts = config.microbatches
     if parts == 1:
       grads, (loss, correct, model_state) = grad_fn(state.params, state.model_state, x, y, key)
@@ -382,11 +382,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   check_devices()
   mesh = make_mesh()
-  if config.batch_size % (mesh.size * config.microbatches):
-    n = mesh.size * config.microbatches
+  multiple = mesh.size * config.microbatches
+  if config.batch_size % multiple:
     raise UserError(f'--config.batch_size={config.batch_size} is not divisible by the '
                     f'{mesh.size} devices times --config.microbatches='
-                    f'{config.microbatches}; use a multiple of {n}.')
+                    f'{config.microbatches}; use a multiple of {multiple}.')
   workdir_lib.prepare(workdir, jax.process_index())
   primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
   with contextlib.ExitStack() as stack:

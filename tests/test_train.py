@@ -251,14 +251,8 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   to their own size, so a step on another batch, or in another order, fails.
   """
   config = tiny_config
-  config.optimizer, config.schedule, config.learning_rate = 'sgd', 'constant', 0.05
-  config.dropout_rate = 0.0
-  mesh = train.make_mesh()
-  tx = train.create_optimizer(config, total_steps=8)
-  graphdef, fresh = train.init_state(config, tx, mesh)
+  mesh, tx, graphdef, fresh, images, labels, perm = _sgd_start(config, synthetic_data)
   step = train.make_train_step(config, graphdef, tx, mesh, 'mnist', steps=8)
-  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
-  perm = train.make_permutation(config, mesh)(1, len(labels))
   zeros = train.TrainMetrics.zeros
   updates = lambda state: _updates(fresh, state)
 
@@ -278,6 +272,18 @@ def test_scan_of_steps_equals_step_by_step_loop(tiny_config, synthetic_data):
   swapped = jnp.concatenate([perm[config.batch_size:2 * config.batch_size],
                              perm[:config.batch_size], perm[2 * config.batch_size:]])
   assert not _agree(updates(looped), updates(run_loop(swapped)[0]))
+
+
+def _sgd_start(config, synthetic_data):
+  """Sets `config` to constant-rate SGD without dropout; (mesh, tx, graphdef, fresh
+  state, images, labels, epoch 1's permutation) for stepping it by hand."""
+  config.optimizer, config.schedule, config.learning_rate = 'sgd', 'constant', 0.05
+  config.dropout_rate = 0.0
+  mesh = train.make_mesh()
+  tx = train.create_optimizer(config, total_steps=8)
+  graphdef, fresh = train.init_state(config, tx, mesh)
+  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
+  return mesh, tx, graphdef, fresh, images, labels, train.make_permutation(config, mesh)(1, len(labels))
 
 
 def _copy(tree):
@@ -300,13 +306,7 @@ def test_microbatches_take_the_step_of_the_whole_batch(tiny_config, synthetic_da
   does (to float rounding; SGD, for the reason above), counts every example once,
   and is not the step of another batch."""
   config = tiny_config
-  config.optimizer, config.schedule, config.learning_rate = 'sgd', 'constant', 0.05
-  config.dropout_rate = 0.0
-  mesh = train.make_mesh()
-  tx = train.create_optimizer(config, total_steps=8)
-  graphdef, fresh = train.init_state(config, tx, mesh)
-  images, labels = jnp.asarray(synthetic_data['train'].images), jnp.asarray(synthetic_data['train'].labels)
-  perm = train.make_permutation(config, mesh)(1, len(labels))
+  mesh, tx, graphdef, fresh, images, labels, perm = _sgd_start(config, synthetic_data)
 
   def run(microbatches, order):
     config.microbatches = microbatches
