@@ -25,7 +25,7 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
           ('cpu_default_mlp_tiny.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_xeon_fast_default.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_xeon_fast_5_seeds.json', 'fast'): 'fast, before the one-channel convolution',
-          ('cpu_xeon_default_3_seeds.json', 'default'): 'default, before the one-channel convolution',
+          ('cpu_xeon_default_3_seeds.json', 'default'): 'default, one part, before the one-channel convolution',
           ('cpu_xeon_versus_c3badfb_fast.json', 'fast'): 'fast, batch 32 in one part'}
 # Runs measured again, seed for seed, in a later file: (file, config).
 SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_3_seeds.json.

@@ -39,4 +39,5 @@ def get_config():
   config.weight_decay = 1e-4
   config.learning_rate = 3e-3
   config.num_epochs = 30
+  config.microbatches = 1  # Batch norm normalizes over the whole batch.
   return config

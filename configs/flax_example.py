@@ -23,6 +23,7 @@ def get_config():
   config.schedule = 'constant'
   config.batch_size = 128
   config.num_epochs = 10
+  config.microbatches = 1  # Its batch norm normalizes over the whole batch.
   config.augment_shift = 0
   config.dropout_rate = 0.025
   return config

@@ -18,4 +18,5 @@ def get_config():
   config.dropout_rate = 0.2
   config.learning_rate = 1e-3
   config.num_epochs = 10
+  config.microbatches = 1  # Not measured with parts.
   return config

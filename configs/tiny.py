@@ -18,6 +18,7 @@ def get_config():
   config.conv_features = (8, 16)
   config.dense_features = 32
   config.batch_size = 64
+  config.microbatches = 1  # Tests: one part compiles sooner.
   config.num_epochs = 2
   config.train_steps_per_epoch = 50
   config.log_every_steps = 25
