@@ -28,10 +28,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.microbatches, int) or config.microbatches < 1:
     raise UserError(f'--config.microbatches must be a whole number >= 1, got '
                     f'{config.microbatches!r}.')
-  if config.microbatches > 1 and (config.batch_norm or config.model == 'flax_example_cnn'):
-    raise UserError('--config.microbatches > 1 with batch norm (--config.batch_norm, or '
-                    '--config.model=flax_example_cnn): each part would be normalized by its '
-                    'own statistics; use one part.')
   positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate',
               'checkpoint_every_epochs', 'keep_checkpoints', 'log_every_steps')
   for key in positive:

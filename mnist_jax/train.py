@@ -427,10 +427,14 @@ def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, Tra
   steps = steps_per_epoch(config, len(data['train']))
   tx = create_optimizer(config, steps * config.num_epochs)
   graphdef, state = init_state(config, tx, mesh)
+  batch_norm = bool(jax.tree.leaves(state.model_state))  # Its running statistics.
+  if batch_norm and config.microbatches > 1:
+    raise UserError(f'--config.microbatches={config.microbatches} with a model that has batch '
+                    'norm (--config.batch_norm, or the flax_example_cnn model): each part would '
+                    'be normalized by its own statistics; use one part.')
   replicated = NamedSharding(mesh, P())
   bn_statistics = (make_bn_statistics(graphdef, config.dataset, mesh)
-                   if state.ema_params is not None and jax.tree.leaves(state.model_state)
-                   else None)
+                   if state.ema_params is not None and batch_norm else None)
   splits = {'test': 'test', 'val': 'validation'}
   evaluators = {prefix: Evaluator(graphdef, data[split], config.dataset,
                                   config.eval_batch_size, mesh)

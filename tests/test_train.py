@@ -107,10 +107,10 @@ def test_microbatches_are_checked_against_batch_norm_and_the_batch(tiny_config, 
                                                                     tmp_path):
   tiny_config.microbatches, tiny_config.batch_norm = 2, True
   with pytest.raises(UserError, match='own statistics'):
-    config_lib.validate(tiny_config)
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'a'), data=synthetic_data)
   tiny_config.batch_norm, tiny_config.model = False, 'flax_example_cnn'  # Batch norm inside.
   with pytest.raises(UserError, match='own statistics'):
-    config_lib.validate(tiny_config)
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'b'), data=synthetic_data)
   tiny_config.model, tiny_config.microbatches = 'cnn', 3  # Batch 32.
   with pytest.raises(UserError, match='not divisible by the 1 devices times --config.microbatches=3'):
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
