@@ -176,9 +176,19 @@ class FlaxExampleCNN(nnx.Module):
 
 MODELS = ('cnn', 'mlp', 'flax_example_cnn')
 
+# The config fields that define a model: all that create_model reads.
+MODEL_FIELDS = ('model', 'conv_features', 'convs_per_block', 'dense_features', 'batch_norm',
+                'hidden_features', 'dropout_rate', 'compute_dtype')
 
-def create_model(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
-  """Builds the model named by `config.model`, initialized from `seed`."""
+
+def model_config(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+  """The config's MODEL_FIELDS, hashable: equal for configs of the same model."""
+  return ml_collections.FrozenConfigDict({k: config[k] for k in MODEL_FIELDS})
+
+
+def create_model(config: ml_collections.ConfigDict, seed: int | jax.Array) -> nnx.Module:
+  """Builds the model named by `config.model`, initialized from `seed` (an int or a key)."""
+  config = model_config(config)  # Reading any other field fails.
   rngs = nnx.Rngs(params=seed)
   dtype = jnp.dtype(config.compute_dtype)
   if config.model == 'cnn':

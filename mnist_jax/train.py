@@ -9,6 +9,7 @@ what makes a resumed run end exactly where an uninterrupted one would.
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from typing import Any
@@ -52,6 +53,7 @@ def make_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
+@jax.jit  # One program, where eagerly it was three.
 def seed_keys(seed: int):
   """The three independent streams every run derives from its seed."""
   init, data, dropout = jax.random.split(jax.random.key(seed), 3)
@@ -131,8 +133,30 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
                                nesterov=config.optimizer == 'nesterov'))
 
 
-def _state_of(config, tx, model):
-  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+@functools.cache
+def _model_initializer(model_config):
+  """(graph definition, jitted: seed -> (params, other model state)) of a model.
+
+  One program, where eagerly its random initializers were ~20 (a compilation-cache
+  load each at start-up), and compiled once per model in a process (tests, sweeps).
+  The same values as eagerly: the same operations on the same integer seed.
+  """
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: models.create_model(model_config, seed=0)))
+
+  @jax.jit
+  def init(seed):
+    init_key, _, _ = seed_keys(seed)
+    model_seed = jax.random.randint(init_key, (), 0, 2**31 - 1)
+    _, params, model_state = nnx.split(
+        models.create_model(model_config, seed=jax.random.key(model_seed)), nnx.Param, ...)
+    return params, model_state
+
+  return graphdef, init
+
+
+def _fresh_state(config, tx):
+  graphdef, init = _model_initializer(models.model_config(config))
+  params, model_state = init(config.seed)
   return graphdef, TrainState(
       step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
       opt_state=tx.init(params),
@@ -141,17 +165,15 @@ def _state_of(config, tx, model):
 
 def init_state(config, tx, mesh):
   """A fresh, replicated TrainState, and the model's graph definition."""
-  init_key, _, _ = seed_keys(config.seed)
-  model = models.create_model(config, seed=int(jax.random.randint(init_key, (), 0, 2**31 - 1)))
-  graphdef, state = _state_of(config, tx, model)
+  graphdef, state = _fresh_state(config, tx)
   return graphdef, jax.device_put(state, NamedSharding(mesh, P()))
 
 
 def abstract_state(config, tx, mesh):
   """The graph definition and the TrainState's shapes, dtypes and (replicated)
   shardings, without initialising anything: the target a checkpoint restores onto."""
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: models.create_model(config, seed=0)))
-  state = jax.eval_shape(lambda: _state_of(config, tx, models.create_model(config, seed=0))[1])
+  graphdef, _ = _model_initializer(models.model_config(config))
+  state = jax.eval_shape(lambda: _fresh_state(config, tx)[1])
   replicated = NamedSharding(mesh, P())
   return graphdef, jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
