@@ -29,7 +29,9 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
           ('cpu_xeon_versus_c3badfb_fast.json', 'fast'): 'fast, batch 32 in one part'}
 # Runs measured again, seed for seed, in a later file: (file, config).
 SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_3_seeds.json.
-              ('cpu_xeon_fast_breakdown.json', 'fast')}  # Seed 0 again, as in cpu_xeon_fast_5_seeds.
+              ('cpu_xeon_fast_breakdown.json', 'fast'),  # Seed 0 again, as in cpu_xeon_fast_5_seeds.
+              # The same recipe with the start-up work after ec3052f, in cpu_xeon_versus_c3badfb.
+              ('cpu_xeon_versus_c3badfb_ec3052f.json', 'fast')}
 
 
 def points():
@@ -57,7 +59,7 @@ def points():
         runs.setdefault((hardware, FORMER.get((name, config), config)), []).append(
             (run['wall_s'], run['final_test_accuracy']))
     for config, r in data.get('full_runs', {}).items():  # benchmarks/versus.py: this side.
-      for run in r['runs']['new'].values():
+      for run in r['runs']['new'].values() if (name, config) not in SUPERSEDED else ():
         runs.setdefault((hardware, FORMER.get((name, config), config)), []).append(
             (run['wall_s'], run['final_test_accuracy']))
     for r in data.get('final', {}).values():

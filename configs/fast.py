@@ -20,9 +20,10 @@ Measured trained on all 60,000, seeds 0-4, by `python benchmarks/versus.py
 --set=seed=S`) on a 2-core Intel Xeon, family 6 model 207 (AVX-512, AMX), JAX
 0.10.2, compilation cache warm: test accuracy 99.10 +- 0.03% (mean +- sample std
 over the 5 seeds; 99.06-99.15%), every seed at >= 99% after its one epoch,
-10.9 +- 0.6 s after the command started, against 16.1 +- 1.1 s for commit c3badfb's
-`fast` (the same recipe, 99.11 +- 0.03%) run alternately with it (1.48x;
-benchmarks/results/cpu_xeon_versus_c3badfb.json). Batch 32 in one part, before the
+11.3 +- 1.1 s after the command started, against 17.7 +- 1.4 s for commit c3badfb's
+`fast` (the same recipe, 99.11 +- 0.03%) run alternately with it (1.57x;
+benchmarks/results/cpu_xeon_versus_c3badfb.json; 1.48x in the run before the
+start-up work, cpu_xeon_versus_c3badfb_ec3052f.json). Batch 32 in one part, before the
 microbatches: 99.16 +- 0.06%, 13.9 +- 1.3 s against c3badfb's 16.4 +- 0.6 s (1.18x;
 cpu_xeon_versus_c3badfb_fast.json). c3badfb's `fast`, seeds 0-4 on a 2-core AMD EPYC:
 99.11 +- 0.03% (99.07-99.16%), 11-14 s each.
