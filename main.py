@@ -8,6 +8,7 @@ import gc
 import os
 import sys
 import time
+import traceback
 
 START_TIME = time.time()  # `elapsed_s` in metrics counts from here.
 # Imports allocate objects that live to the end, and the cycle collector went over
@@ -24,8 +25,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 FLAGS = flags.FLAGS
 
 
-def _exit_with(message: str):
-  print(f'\nError: {message}', file=sys.stderr)
+def _exit_with(message: str, at_once: bool = False):
+  """Exits 1 with `message`; `at_once` (runs of several processes) skips the exit
+  handlers, where jax.distributed's shutdown barrier aborts if a process is gone."""
+  print(f'\nError: {message}', file=sys.stderr, flush=True)
+  if at_once:
+    os._exit(1)
   sys.exit(1)
 
 
@@ -99,6 +104,7 @@ def main(argv):
   gc.enable()
 
   logs.quiet_libraries()
+  multihost = False
   try:
     multihost = FLAGS.multihost
     if multihost is None:
@@ -139,18 +145,21 @@ def main(argv):
       if failed:
         _exit_with(f'{failed} image(s) could not be read; see their "error" lines.')
   except UserError as e:
-    _exit_with(str(e))
-  except jax.errors.JaxRuntimeError as e:
-    if jax.process_count() == 1:
+    _exit_with(str(e), at_once=multihost)
+  except Exception as e:  # pylint: disable=broad-except
+    if not multihost or jax.process_count() == 1:
       raise
-    # Another process died: the collectives fail here at once. Exit now rather
-    # than wait in jax.distributed's shutdown barrier for a process that is gone.
-    cause = str(e).splitlines()[0].replace('Error dispatching computation: ', '')
-    print(f'\nError: process {jax.process_index()} of this {jax.process_count()}-process '
-          f'run cannot go on: {cause}\nAnother process most likely '
-          'stopped; its own log says why. The checkpoints written so far are kept: start '
-          'all the processes again to resume.', file=sys.stderr, flush=True)
-    os._exit(1)
+    # Another process died: the collectives fail here at once (JaxRuntimeError), or
+    # what else waited on it fails its own way (once in CI, where the kill came just
+    # after a checkpoint, the process got to exit and aborted in the shutdown barrier).
+    if not isinstance(e, jax.errors.JaxRuntimeError):
+      traceback.print_exc()
+    cause = (str(e).splitlines() or [type(e).__name__])[0].replace(
+        'Error dispatching computation: ', '')
+    _exit_with(f'process {jax.process_index()} of this {jax.process_count()}-process run '
+               f'cannot go on: {cause}\nAnother process most likely stopped; its own log '
+               'says why. The checkpoints written so far are kept: start all the processes '
+               'again to resume.', at_once=True)
 
 
 if __name__ == '__main__':
