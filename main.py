@@ -86,11 +86,18 @@ def parse_flags(argv):
       _exit_with(f'--config={path}: no such file. The configs are in '
                  f'{os.path.join(_HERE, "configs")}.')
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
   except flags.Error as e:
     _exit_with(f'{e}\nPass --helpshort to see the flags.')
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     _exit_with(_override_message(e))
+  # A text field set to None on the command line arrives as the text 'None' (for the
+  # folders: one named None): it means None.
+  for arg in argv:
+    key, _, value = arg.removeprefix('--config.').partition('=')
+    if arg.startswith('--config.') and value == 'None' and FLAGS.config.get(key) == 'None':
+      FLAGS.config[key] = None
+  return rest
 
 
 def main(argv):

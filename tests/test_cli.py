@@ -1,5 +1,6 @@
 """main.py turns user mistakes into one message and a non-zero exit."""
 
+import json
 import os
 import socket
 import subprocess
@@ -44,6 +45,21 @@ def test_manual_dir_without_the_files(tmp_path):
   assert result.returncode != 0
   assert 'train-images-idx3-ubyte.gz' in result.stderr and '--config.manual_dir' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_none_on_the_command_line_is_none(tmp_path, mnist_dirs):
+  """--config.compilation_cache_dir=None turns fast's cache off; it once made a folder 'None'."""
+  manual_dir, data_dir = mnist_dirs
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={tmp_path / "run"}',
+       '--config=' + os.path.join(ROOT, 'configs', 'tiny.py'), '--config.num_epochs=1',
+       '--config.train_steps_per_epoch=2', '--config.compilation_cache_dir=None',
+       f'--config.manual_dir={manual_dir}', f'--config.data_dir={data_dir}'],
+      capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert not (tmp_path / 'None').exists()
+  with open(tmp_path / 'run' / 'config.json') as f:
+    assert json.load(f)['compilation_cache_dir'] is None
 
 
 def test_offline_without_manual_dir_fails_fast(tmp_path, monkeypatch):
