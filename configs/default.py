@@ -61,8 +61,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.compute_dtype = 'float32'
 
   # Optimization.
+  # adam, adamw, sgd, nesterov, or muon: Muon on the convolution kernels at
+  # muon_learning_rate, Adam on the rest at learning_rate (train.muon).
   config.optimizer = 'adam'
   config.learning_rate = 3e-3
+  config.muon_learning_rate = 0.02
   config.schedule = 'onecycle'
   config.warmup_epochs = 1.0  # cosine only; onecycle warms up for 30% of training.
   config.momentum = 0.9  # sgd and nesterov only.

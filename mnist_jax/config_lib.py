@@ -8,7 +8,7 @@ import ml_collections
 from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov', 'muon')
 SCHEDULES = ('constant', 'cosine', 'onecycle')
 DTYPES = ('float32', 'bfloat16')
 
@@ -28,7 +28,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.microbatches, int) or config.microbatches < 1:
     raise UserError(f'--config.microbatches must be a whole number >= 1, got '
                     f'{config.microbatches!r}.')
-  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate',
+  positive = ('batch_size', 'eval_batch_size', 'num_epochs', 'learning_rate', 'muon_learning_rate',
               'checkpoint_every_epochs', 'keep_checkpoints', 'log_every_steps')
   for key in positive:
     if not config[key] > 0:

@@ -91,6 +91,29 @@ def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
   return optax.cosine_onecycle_schedule(total_steps, lr)
 
 
+def muon(config, adam_schedule: optax.Schedule, total_steps: int) -> optax.GradientTransformation:
+  """Muon (optax.contrib.muon) on every convolution kernel, Adam on the rest.
+
+  Muon steps along the momentum orthogonalized, here by 3 Newton-Schulz
+  iterations after AOL preconditioning, each [3, 3, C, F] kernel read as a
+  [9 * C, F] matrix. Dense layers and biases keep Adam on `adam_schedule`; Muon
+  follows the same schedule's shape up to `config.muon_learning_rate`. On the
+  50,000/10,000 validation split, `fast`'s model (seeds 0-4) with Muon after 80%
+  of its one-epoch steps matched Adam after all of them (configs/fast.py).
+  """
+  from optax import contrib  # pylint: disable=g-import-not-at-top
+
+  def kernels(params):
+    conv = contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=(3,))
+    return jax.tree.map(lambda x: conv if x.ndim == 4 else None, params)
+
+  muon_config = ml_collections.ConfigDict(config.to_dict())
+  muon_config.learning_rate = config.muon_learning_rate
+  return contrib.muon(learning_rate_schedule(muon_config, total_steps), ns_steps=3,
+                      preconditioning='aol', adam_learning_rate=adam_schedule,
+                      muon_weight_dimension_numbers=kernels)
+
+
 @flax.struct.dataclass
 class TrainMetrics:
   """What training reports, accumulated on the device over an epoch's steps.
@@ -126,6 +149,8 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   schedule = learning_rate_schedule(config, total_steps)
   if config.optimizer == 'adam':
     return optax.adam(schedule)
+  if config.optimizer == 'muon':
+    return muon(config, schedule, total_steps)
   if config.optimizer == 'adamw':
     return optax.adamw(schedule, weight_decay=config.weight_decay)
   return optax.chain(optax.add_decayed_weights(config.weight_decay),

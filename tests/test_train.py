@@ -13,7 +13,7 @@ import pytest
 from conftest import synthetic_split
 from flax import nnx
 
-from mnist_jax import checkpoints, config_lib, input_pipeline, train
+from mnist_jax import checkpoints, config_lib, input_pipeline, models, train
 from mnist_jax.errors import UserError
 
 
@@ -130,6 +130,32 @@ def test_schedules_and_optimizers_build(tiny_config):
       assert np.all(np.isfinite(params['w'])) and np.all(params['w'] < 1), (optimizer, schedule)
 
 
+def test_muon_orthogonalizes_convolution_kernels_and_nadam_moves_the_rest(tiny_config):
+  tiny_config.optimizer, tiny_config.schedule = 'muon', 'constant'
+  tiny_config.learning_rate, tiny_config.muon_learning_rate = 0.001, 0.02
+  params = nnx.state(models.create_model(tiny_config, seed=0), nnx.Param)
+  # Gradients whose singular values span a factor of 100 as [9 * C, F] matrices.
+  def ill_conditioned(x):
+    rows, cols = int(np.prod(x.shape[:-1])), x.shape[-1]
+    u, _ = np.linalg.qr(np.random.default_rng(rows).normal(size=(rows, cols)))
+    v, _ = np.linalg.qr(np.random.default_rng(cols).normal(size=(cols, cols)))
+    return jnp.asarray((u * np.geomspace(1.0, 1e-2, cols)) @ v.T).reshape(x.shape)
+  grads = jax.tree.map(ill_conditioned, params)
+  updates, _ = train.create_optimizer(tiny_config, 10).update(
+      grads, train.create_optimizer(tiny_config, 10).init(params), params)
+  nadam = optax.nadam(0.001)  # optax.contrib.muon's Adam has Nesterov momentum.
+  adam_updates, _ = nadam.update(grads, nadam.init(params))
+  for conv in (0, 1):
+    kernel = updates['convs'][conv]['kernel'][...]
+    singular = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)
+    assert singular.max() / singular.min() < 5, singular  # 100 in the gradient.
+  for layer in ('dense', 'head'):
+    np.testing.assert_allclose(updates[layer]['kernel'][...], adam_updates[layer]['kernel'][...],
+                               rtol=1e-5)
+  np.testing.assert_allclose(updates['convs'][0]['bias'][...],
+                             adam_updates['convs'][0]['bias'][...], rtol=1e-5)
+
+
 def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   tiny_config.num_epochs = 3
   metrics = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
@@ -218,9 +244,10 @@ def test_unwritable_workdir(tiny_config, synthetic_data, tmp_path):
     train.train_and_evaluate(tiny_config, str(blocker / 'run'), data=synthetic_data)
 
 
-def test_resume_matches_uninterrupted_run(tiny_config, synthetic_data, tmp_path):
+@pytest.mark.parametrize('optimizer', ['adam', 'muon'])
+def test_resume_matches_uninterrupted_run(tiny_config, synthetic_data, tmp_path, optimizer):
   """A run that lost everything after epoch 1 resumes to the same end state."""
-  tiny_config.num_epochs = 3
+  tiny_config.num_epochs, tiny_config.optimizer = 3, optimizer
   full = train.train_and_evaluate(tiny_config, str(tmp_path / 'full'), data=synthetic_data)
   shutil.copytree(tmp_path / 'full', tmp_path / 'crashed')
   for step in ('16', '24'):  # As if killed right after epoch 1's checkpoint.
