@@ -38,9 +38,12 @@ def get_config():
   config.dense_features = 128
   config.augment_shift = 0  # Augmentation pays off over many epochs, not one.
   config.dropout_rate = 0.0
-  config.batch_size = 64  # 937 steps in the one epoch,
-  config.microbatches = 4  # each in 4 parts that XLA:CPU runs on both cores at once.
+  config.batch_size = 64
+  config.microbatches = 4  # Each step in 4 parts that XLA:CPU runs on both cores at once.
+  config.optimizer = 'muon'  # Muon on the convolutions, Adam (Nesterov) on the rest,
+  config.train_steps_per_epoch = 750  # which gets there in 80% of the epoch's 937 steps.
   config.learning_rate = 0.01
+  config.muon_learning_rate = 0.02
   config.label_smoothing = 0.1
   config.num_epochs = 1
   config.eval_batch_size = 500  # 0.6 s for the 10,000 test images against 0.8 s in 1,000s.
