@@ -94,12 +94,18 @@ def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
 def muon(config, adam_schedule: optax.Schedule, total_steps: int) -> optax.GradientTransformation:
   """Muon (optax.contrib.muon) on every convolution kernel, Adam on the rest.
 
-  Muon steps along the momentum orthogonalized, here by 3 Newton-Schulz
-  iterations after AOL preconditioning, each [3, 3, C, F] kernel read as a
-  [9 * C, F] matrix. Dense layers and biases keep Adam on `adam_schedule`; Muon
-  follows the same schedule's shape up to `config.muon_learning_rate`. On the
-  50,000/10,000 validation split, `fast`'s model (seeds 0-4) with Muon after 80%
-  of its one-epoch steps matched Adam after all of them (configs/fast.py).
+  Muon steps along the momentum orthogonalized, each [3, 3, C, F] kernel read as
+  a [9 * C, F] matrix. Dense layers and biases keep Adam (with Nesterov momentum,
+  as optax pairs it) on `adam_schedule`; Muon follows the same schedule's shape up
+  to `config.muon_learning_rate`. On the 50,000/10,000 validation split, `fast`'s
+  model with Muon after 80% of its one-epoch steps matched Adam after all of them
+  (configs/fast.py). There, 3 Newton-Schulz iterations after AOL preconditioning
+  reached 98.99% (seeds 0-4), 5 after optax's default Frobenius scaling 98.96%, 2
+  with AOL 98.91% (measured with this function changed for each). Muon on the
+  dense layer as well reached 99.13% after all 781 steps against 99.07% on the
+  convolutions alone (seeds 0-2, 5 iterations), but trained 1.65x as long (1.3x
+  with 2 iterations and AOL, 99.10%): orthogonalizing its [1568, 128] kernel costs
+  about as much as the rest of the step.
   """
   from optax import contrib  # pylint: disable=g-import-not-at-top
 
