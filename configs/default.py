@@ -63,7 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Optimization.
   # adam, adamw, sgd, nesterov, or muon: Muon on the convolution kernels at
-  # muon_learning_rate, Adam on the rest at learning_rate (train.muon).
+  # muon_learning_rate, Adam on the rest at learning_rate (train.muon; the mlp
+  # model has no convolutions: Adam with Nesterov momentum alone).
   config.optimizer = 'adam'
   config.learning_rate = 3e-3
   config.muon_learning_rate = 0.02

@@ -80,9 +80,9 @@ def resolve_steps_per_call(config, steps: int) -> int:
   return 1 if jax.default_backend() == 'cpu' else steps
 
 
-def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
-  """Step (0 for the first update) -> learning rate."""
-  lr = config.learning_rate
+def learning_rate_schedule(config, total_steps: int, peak: float | None = None) -> optax.Schedule:
+  """Step (0 for the first update) -> learning rate, up to `peak` (default: the config's)."""
+  lr = config.learning_rate if peak is None else peak
   if config.schedule == 'constant':
     return optax.constant_schedule(lr)
   if config.schedule == 'cosine':
@@ -113,9 +113,8 @@ def muon(config, adam_schedule: optax.Schedule, total_steps: int) -> optax.Gradi
     conv = contrib.MuonDimensionNumbers(reduction_axis=(0, 1, 2), output_axis=(3,))
     return jax.tree.map(lambda x: conv if x.ndim == 4 else None, params)
 
-  muon_config = ml_collections.ConfigDict(config.to_dict())
-  muon_config.learning_rate = config.muon_learning_rate
-  return contrib.muon(learning_rate_schedule(muon_config, total_steps), ns_steps=3,
+  muon_schedule = learning_rate_schedule(config, total_steps, config.muon_learning_rate)
+  return contrib.muon(muon_schedule, ns_steps=3,
                       preconditioning='aol', adam_learning_rate=adam_schedule,
                       muon_weight_dimension_numbers=kernels)
 

@@ -141,8 +141,8 @@ def test_muon_orthogonalizes_convolution_kernels_and_nadam_moves_the_rest(tiny_c
     v, _ = np.linalg.qr(np.random.default_rng(cols).normal(size=(cols, cols)))
     return jnp.asarray((u * np.geomspace(1.0, 1e-2, cols)) @ v.T).reshape(x.shape)
   grads = jax.tree.map(ill_conditioned, params)
-  updates, _ = train.create_optimizer(tiny_config, 10).update(
-      grads, train.create_optimizer(tiny_config, 10).init(params), params)
+  tx = train.create_optimizer(tiny_config, 10)
+  updates, _ = tx.update(grads, tx.init(params), params)
   nadam = optax.nadam(0.001)  # optax.contrib.muon's Adam has Nesterov momentum.
   adam_updates, _ = nadam.update(grads, nadam.init(params))
   for conv in (0, 1):
