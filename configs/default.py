@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.convs_per_block = 1
   config.dense_features = 256
   config.batch_norm = False
+  config.input_crop = 0  # Pixels cut from each border first (cnn only; fast: 4).
   config.hidden_features = (512, 512)  # MLP only.
   config.dropout_rate = 0.25
   config.compute_dtype = 'float32'

@@ -63,9 +63,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key, values in sizes.items():
     if not all(isinstance(v, int) and v >= 1 for v in values) or not values:
       raise UserError(f'--config.{key}={config[key]!r}: sizes must be whole numbers >= 1.')
-  if len(config.conv_features) > 4:
-    raise UserError(f'--config.conv_features={tuple(config.conv_features)}: at most 4 '
-                    'blocks, since each halves the 28x28 image.')
+  if not isinstance(config.input_crop, int) or config.input_crop < 0:
+    raise UserError(f'--config.input_crop must be a whole number of pixels >= 0, got '
+                    f'{config.input_crop!r}.')
+  if config.input_crop and config.model != 'cnn':
+    raise UserError(f'--config.input_crop={config.input_crop} is for --config.model=cnn, '
+                    f'not {config.model!r}; set it to 0.')
+  side = 28 - 2 * config.input_crop
+  if side < 2 ** len(config.conv_features):
+    raise UserError(f'--config.conv_features={tuple(config.conv_features)} with '
+                    f'--config.input_crop={config.input_crop}: each block halves the '
+                    f'{max(side, 0)}x{max(side, 0)} image, which has too few pixels for '
+                    f'{len(config.conv_features)} blocks.')
   if config.train_steps_per_epoch is not None and config.train_steps_per_epoch < 1:
     raise UserError(f'--config.train_steps_per_epoch={config.train_steps_per_epoch} must be '
                     '>= 1 (leave it unset for the whole training set).')

@@ -83,11 +83,18 @@ def apply_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
 
 
 class CNN(nnx.Module):
-  """Blocks of (conv3x3 [+ conv3x3]) -> [batch norm] -> ReLU -> 2x2 max-pool, then a dense head."""
+  """Blocks of (conv3x3 [+ conv3x3]) -> [batch norm] -> ReLU -> 2x2 max-pool, then a dense head.
+
+  `crop` pixels are first cut from each border of the 28x28 image: MNIST centres
+  each digit's 20x20 box by its centre of mass, so the border is mostly blank, and
+  every layer after it then works on fewer pixels (`fast`: 20x20, 1.86x the
+  training images/s of 28x28, see configs/fast.py).
+  """
 
   def __init__(self, features, convs_per_block, dense_features, dropout_rate,
-               batch_norm, *, dtype, rngs: nnx.Rngs):
+               batch_norm, crop=0, *, dtype, rngs: nnx.Rngs):
     self.dtype = dtype
+    self.crop = crop
     self.convs = nnx.List()
     self.norms = nnx.List()
     in_features = 1
@@ -100,7 +107,7 @@ class CNN(nnx.Module):
                                         rngs=rngs) if batch_norm else None)
         in_features = out_features
     self.convs_per_block = convs_per_block
-    size = 28
+    size = 28 - 2 * crop
     for _ in features:
       size //= 2
     self.dense = nnx.Linear(size * size * in_features, dense_features,
@@ -110,6 +117,8 @@ class CNN(nnx.Module):
 
   def __call__(self, x, *, train: bool = False, key=None):
     x = x.astype(self.dtype)
+    if self.crop:
+      x = x[:, self.crop:-self.crop, self.crop:-self.crop]
     for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
       x = apply_conv(conv, x)
       if norm is not None:
@@ -178,7 +187,7 @@ MODELS = ('cnn', 'mlp', 'flax_example_cnn')
 
 # The config fields that define a model: all that create_model reads.
 MODEL_FIELDS = ('model', 'conv_features', 'convs_per_block', 'dense_features', 'batch_norm',
-                'hidden_features', 'dropout_rate', 'compute_dtype')
+                'input_crop', 'hidden_features', 'dropout_rate', 'compute_dtype')
 
 
 def model_config(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
@@ -194,7 +203,7 @@ def create_model(config: ml_collections.ConfigDict, seed: int | jax.Array) -> nn
   if config.model == 'cnn':
     return CNN(tuple(config.conv_features), config.convs_per_block,
                config.dense_features, config.dropout_rate, config.batch_norm,
-               dtype=dtype, rngs=rngs)
+               config.input_crop, dtype=dtype, rngs=rngs)
   if config.model == 'mlp':
     return MLP(tuple(config.hidden_features), config.dropout_rate,
                dtype=dtype, rngs=rngs)

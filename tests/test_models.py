@@ -23,6 +23,21 @@ def test_logits_shape_and_dtype(get_config, dtype):
   assert train_logits.shape == (3, 10)
 
 
+def test_input_crop_reads_only_the_centre():
+  """With input_crop=4 the model sees the central 20x20 pixels: its dense layer is
+  sized for them, and the border does not change the logits, where it does uncropped."""
+  config = default.get_config()
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+  border = x.at[:, :4].set(1.0).at[:, -4:].set(1.0).at[:, :, :4].set(1.0).at[:, :, -4:].set(1.0)
+  config.input_crop = 4
+  cropped = models.create_model(config, seed=0)
+  assert cropped.dense.in_features == 5 * 5 * config.conv_features[-1]
+  np.testing.assert_array_equal(cropped(x), cropped(border))
+  config.input_crop = 0
+  full = models.create_model(config, seed=0)
+  assert not np.allclose(full(x), full(border))
+
+
 def test_seed_decides_init():
   config = default.get_config()
   p = [nnx.state(models.create_model(config, seed=s), nnx.Param) for s in (0, 0, 1)]

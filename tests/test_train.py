@@ -86,7 +86,10 @@ def test_evaluation_counts_every_example_once(tiny_config):
     # Values that passed these checks once and then crashed or misbehaved later:
     ('conv_features', (0,), 'whole numbers >= 1'),
     ('conv_features', (-8, 16), 'whole numbers >= 1'),
-    ('conv_features', (8, 8, 8, 8, 8), 'at most 4'),
+    ('conv_features', (8, 8, 8, 8, 8), 'too few pixels'),
+    ('input_crop', -1, 'whole number of pixels'),
+    ('input_crop', 13, 'too few pixels'),  # A 2x2 image for tiny's two blocks.
+    ('model', 'mlp', 'input_crop'),  # With input_crop set below: cnn only.
     ('dense_features', 0, 'whole numbers >= 1'),
     ('hidden_features', (512, 0), 'whole numbers >= 1'),
     ('train_steps_per_epoch', -5, 'must be >= 1'),
@@ -98,6 +101,8 @@ def test_evaluation_counts_every_example_once(tiny_config):
     ('microbatches', 0, 'whole number >= 1'),
 ])
 def test_config_validation(tiny_config, key, value, message):
+  if (key, value) == ('model', 'mlp'):
+    tiny_config.input_crop = 2
   tiny_config[key] = value
   with pytest.raises(UserError, match=message):
     config_lib.validate(tiny_config)
