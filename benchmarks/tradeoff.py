@@ -27,7 +27,8 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
           ('cpu_xeon_fast_5_seeds.json', 'fast'): 'fast, before the one-channel convolution',
           ('cpu_xeon_default_3_seeds.json', 'default'): 'default, one part, before the one-channel convolution',
           ('cpu_xeon_versus_c3badfb_fast.json', 'fast'): 'fast, batch 32 in one part',
-          ('cpu_xeon_versus_c3badfb_a3c2bd1.json', 'fast'): 'fast, Adam for the whole epoch'}
+          ('cpu_xeon_versus_c3badfb_a3c2bd1.json', 'fast'): 'fast, Adam for the whole epoch',
+          ('cpu_xeon_versus_c3badfb_6a35730.json', 'fast'): 'fast, 28x28, Muon for 80% of the epoch'}
 # Runs measured again, seed for seed, in a later file: (file, config).
 SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_3_seeds.json.
               ('cpu_xeon_fast_breakdown.json', 'fast'),  # Seed 0 again, as in cpu_xeon_fast_5_seeds.
