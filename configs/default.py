@@ -17,8 +17,9 @@ training images/s, 1.21x, side by side (`python benchmarks/versus.py
 --baseline=c3badfb`, cpu_xeon_versus_c3badfb_speed.json; 1.06x in a later run of
 the same script, cpu_xeon_versus_c3badfb_ec3052f.json: this VM's speed moves between runs);
 in 4 parts (median of 3 rounds each): 6,384 against c3badfb's 4,455 training images/s,
-1.43x (cpu_xeon_versus_c3badfb_a3c2bd1.json), and 5,610 against 3,156, 1.78x, in the
-latest run (cpu_xeon_versus_c3badfb.json), where c3badfb's side ran slower.
+1.43x (cpu_xeon_versus_c3badfb_a3c2bd1.json), 5,610 against 3,156, 1.78x
+(..._6a35730.json, where c3badfb's side ran slower), and 5,929 against 3,886, 1.53x, in
+the latest run (cpu_xeon_versus_c3badfb.json).
 In one part, seed 0 alone gave
 the same 99.47% on a 2-core AMD EPYC (generation not recorded; 162 s, 5,747 images/s),
 and on one NVIDIA H100 (JAX 0.11.2; microbatches are not measured on a GPU, where
