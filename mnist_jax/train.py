@@ -395,6 +395,10 @@ class Evaluator:
     """Logits for every example, in order: [N, 10]."""
     return self._logits_fn(params, model_state, self.batches)
 
+  def lower(self, params, model_state):
+    """metrics' program, lowered for these arguments (Run.ahead compiles it)."""
+    return self._metrics_fn.lower(params, model_state, self.batches, self.labels)
+
   def metrics(self, params, model_state) -> dict[str, float]:
     """Loss and accuracy over all examples."""
     loss, correct = self._metrics_fn(params, model_state, self.batches, self.labels)
@@ -496,6 +500,20 @@ class Run:
   # When the first call of the train step (its compilation included) returned;
   # None before. Images/s count from then.
   first_step_done: float | None = None
+  # Seconds spent compiling the jitted pieces ahead of their first calls (see
+  # ahead): kept out of the training clock, metrics.jsonl's train_clock_s.
+  compile_s: float = 0.0
+  compiled: set = dataclasses.field(default_factory=set)
+
+  def ahead(self, key, lower):
+    """On `key`'s first use, compiles `lower()` (a jitted function's Lowered for the
+    arguments of the call that follows) and adds the time to compile_s; jit's cache
+    keeps the executable, so the call itself runs without compiling."""
+    if key not in self.compiled:
+      start = time.time()
+      lower().compile()
+      self.compile_s += time.time() - start
+      self.compiled.add(key)
 
 
 def setup(config, data: dict[str, input_pipeline.Split], mesh) -> tuple[Run, TrainState]:
@@ -542,15 +560,18 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
   """
   config, steps = run.config, run.steps
   steps_per_call = resolve_steps_per_call(config, steps)
+  run.ahead('permutation', lambda: run.permutation.lower(epoch, len(run.labels)))
   perm = run.permutation(epoch, len(run.labels))
   sums = jax.device_put(TrainMetrics.zeros(), NamedSharding(run.mesh, P()))
   leaves, treedef = jax.tree.flatten((state, sums))
   tick, tick_step, done = time.time(), 0, 0
   while done < steps:
     num_steps = min(steps_per_call, steps - done)
+    run.ahead(('train_step', num_steps), lambda: run.train_step.flat.lower(
+        leaves, treedef, run.images, run.labels, perm, num_steps))
     leaves = run.train_step.flat(leaves, treedef, run.images, run.labels, perm, num_steps)
     done += num_steps
-    if run.first_step_done is None:  # The first call compiles: images/s count from its end.
+    if run.first_step_done is None:  # Images/s count from the first call's end.
       jax.block_until_ready(leaves)
       run.first_step_done = tick = time.time()
       tick_step = done
@@ -572,20 +593,29 @@ def evaluate(run: Run, state: TrainState):
   EMA's, with batch-norm statistics measured for them first); returns (state,
   {'test_loss', 'test_accuracy', ['val_loss', 'val_accuracy']})."""
   if run.bn_statistics:
+    run.ahead('bn_statistics', lambda: run.bn_statistics.lower(
+        state.ema_params, state.model_state, run.images))
     state = state.replace(
         model_state=run.bn_statistics(state.ema_params, state.model_state, run.images))
-  return state, {f'{prefix}_{k}': v for prefix, evaluator in run.evaluators.items()
-                 for k, v in evaluator.metrics(state.eval_params, state.model_state).items()}
+  metrics = {}
+  for prefix, evaluator in run.evaluators.items():
+    run.ahead(prefix, lambda: evaluator.lower(state.eval_params, state.model_state))
+    metrics.update({f'{prefix}_{k}': v for k, v in
+                    evaluator.metrics(state.eval_params, state.model_state).items()})
+  return state, metrics
 
 
 def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
 
   Where the time goes is written to metrics.jsonl: each epoch's `epoch_train_s` and
-  `epoch_eval_s`, and on the first line a process writes, its start-up: imports
-  (from `start_time` to this call), data loading, setup (jitted pieces, data on
-  the devices, state initialized or restored) and the first train step
-  (compilation included).
+  `epoch_eval_s`; `train_clock_s`, the training clock: seconds since setup ended,
+  less the time spent compiling (Run.ahead): training, evaluation and the writing
+  and checkpoints between them; and
+  on the first line a process writes, its start-up: imports (from `start_time` to
+  this call), data loading, setup (jitted pieces, data on the devices, state
+  initialized or restored), the first train step (compilation included) and the
+  compilation so far (`startup_compile_s`: the train step's and evaluation's).
   """
   entered = time.time()
   if data is None:
@@ -639,9 +669,11 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
                'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
                **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2),
                'epoch_train_s': round(trained - epoch_start, 3),
-               'epoch_eval_s': round(time.time() - trained, 3)}
+               'epoch_eval_s': round(time.time() - trained, 3),
+               'train_clock_s': round(time.time() - set_up - run.compile_s, 3)}
     if startup:  # This process's first line.
       startup['startup_first_step_s'] = run.first_step_done - set_up
+      startup['startup_compile_s'] = run.compile_s
       metrics.update({k: round(v, 3) for k, v in startup.items()})
       startup = None
     val = (f'val accuracy {100 * metrics["val_accuracy"]:.2f}%  val loss '

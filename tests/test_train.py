@@ -174,14 +174,55 @@ def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   assert metrics == lines[-1]
   assert metrics['test_accuracy'] > 0.5  # The synthetic classes are easy.
   # Where the time went: every epoch; the start-up on the process's first line only.
-  startup = ('startup_imports_s', 'startup_data_s', 'startup_setup_s', 'startup_first_step_s')
+  startup = ('startup_imports_s', 'startup_data_s', 'startup_setup_s', 'startup_first_step_s',
+             'startup_compile_s')
   assert all(lines[0][k] >= 0 for k in startup) and lines[0]['startup_first_step_s'] > 0
+  # The training clock: since setup, less compilation; so less than the time since start.
+  clocks = [l['train_clock_s'] for l in lines]
+  assert 0 < clocks[0] < lines[0]['elapsed_s'] - lines[0]['startup_compile_s']
+  assert clocks == sorted(clocks)
   assert not any(k in line for k in startup for line in lines[1:])
   assert all(line['epoch_train_s'] > 0 and line['epoch_eval_s'] > 0 for line in lines)
   saved = json.load(open(tmp_path / 'config.json'))
   assert saved['batch_size'] == 32 and saved['num_epochs'] == 3
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['16', '24', '8']
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
+
+
+def test_the_training_clock_leaves_compilation_out(tiny_config, synthetic_data, monkeypatch):
+  """Every program an epoch and its evaluation run (train step, permutation, batch-norm
+  statistics, test and validation evaluators) is compiled in Run.ahead, timed into
+  compile_s, and its call then runs what jit's cache kept: the training clock
+  (train_clock_s) holds no compilation."""
+  tiny_config.update(batch_norm=True, ema_decay=0.9, validation_size=64, num_epochs=2)
+  inside, outside, listening = [False], [], [True]
+  ahead = train.Run.ahead
+
+  def timed_ahead(self, key, lower):
+    inside[0] = True
+    try:
+      ahead(self, key, lower)
+    finally:
+      inside[0] = False
+
+  def listener(event, duration, **kwargs):
+    if listening[0] and event == '/jax/core/compile/backend_compile_duration' and not inside[0]:
+      outside.append(kwargs.get('fun_name'))
+
+  monkeypatch.setattr(train.Run, 'ahead', timed_ahead)
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    run, state = train.setup(tiny_config, synthetic_data, train.make_mesh())
+    outside.clear()  # Setup compiles the initialization: not the loop's.
+    for epoch in (1, 2):
+      state, _ = train.train_epoch(run, state, epoch)
+      state, metrics = train.evaluate(run, state)
+  finally:
+    listening[0] = False
+  assert outside == []
+  assert run.compiled == {'permutation', ('train_step', 1), 'bn_statistics', 'test', 'val'}
+  assert run.compile_s > 0 and set(metrics) == {'test_loss', 'test_accuracy', 'val_loss',
+                                                'val_accuracy'}
 
 
 def test_the_loops_pieces_give_what_train_and_evaluate_gives(tiny_config, synthetic_data,
