@@ -1,28 +1,109 @@
-"""Test accuracy of every ensemble of some trained workdirs; prints one JSON object.
+"""Test accuracy of ensembles of trained models; prints one JSON object.
 
   python benchmarks/ensembles.py --workdirs=runs/a,runs/b,runs/c [--data_dir=...]
+  python benchmarks/ensembles.py --probabilities=DIR --data_dir=...
 
-Each workdir's test probabilities are computed once, plain and with test-time
-augmentation, then every subset (single models included) is scored the way
+--workdirs: each workdir's test probabilities are computed once, plain and with
+test-time augmentation, then every subset (single models included) is scored the way
 `main.py --mode=eval --ensemble=... [--tta]` scores it: the mean of the members'
 probabilities. Every subset is listed, so that choosing the best one on the test
 set is visible as what it is.
+
+--probabilities: the softmax outputs benchmarks/gpu_session.py saved
+(DIR/probabilities_{test,val}.npz). The ensemble is chosen on validation alone
+(`choose`: greedy forward selection among the runs that held the same validation
+images out), then scored once on test; runs without validation outputs (trained on
+all 60,000) are scored alone and averaged all together, a choice made before
+looking.
 """
 
 import itertools
 import json
+import os
 import sys
 
 from absl import app, flags
 import numpy as np
 
-flags.DEFINE_list('workdirs', None, 'Trained workdirs.', required=True)
+flags.DEFINE_list('workdirs', None, 'Trained workdirs.')
+flags.DEFINE_string('probabilities', None, 'A folder with probabilities_test.npz and '
+                    'probabilities_val.npz (benchmarks/gpu_session.py).')
+flags.DEFINE_integer('validation_size', 10_000, '--probabilities: the runs\' validation_size.')
 flags.DEFINE_string('data_dir', None, 'tfds data folder (or the one the workdirs saved).')
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
 FLAGS = flags.FLAGS
 
 
+def accuracy(probabilities, labels) -> float:
+  return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def choose(val: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
+  """Greedy forward selection on validation: start from the most accurate run, then
+  add (repeats allowed, as weights) the run whose addition leaves the fewest
+  validation errors, ties going to the lower cross-entropy, while that improves
+  either; at most 2x as many members as runs."""
+  def score(names):
+    p = np.mean([val[n] for n in names], axis=0)
+    errors = int(np.sum(p.argmax(axis=1) != labels))
+    return errors, float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-12))))
+
+  chosen = [min(val, key=lambda n: score([n]))]
+  best = score(chosen)
+  while len(chosen) < 2 * len(val):
+    candidate = min(val, key=lambda n: score(chosen + [n]))
+    if score(chosen + [candidate]) >= best:
+      break
+    chosen.append(candidate)
+    best = score(chosen)
+  return chosen
+
+
+def from_probabilities(folder: str) -> dict:
+  """Ensembles of benchmarks/gpu_session.py's runs: chosen on validation, scored on test."""
+  from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  data = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir)
+  labels = {'test': data['test'].labels,
+            'val': input_pipeline.hold_out(data, FLAGS.validation_size)['validation'].labels}
+  outputs = {}
+  for split in ('test', 'val'):
+    with np.load(os.path.join(folder, f'probabilities_{split}.npz')) as saved:
+      for key in saved.files:  # 'run/test', 'run/test_tta', 'run/val', ...
+        run, kind = key.split('/')
+        outputs.setdefault(kind, {})[run] = saved[key]
+  for split in labels:  # --tiny runs saved the first 200 images' outputs only.
+    labels[split] = labels[split][:len(next(iter(outputs[split].values())))]
+  result = {}
+  for tta in ('', '_tta'):
+    test, val = outputs['test' + tta], outputs.get('val' + tta, {})
+    runs = {run: {'test_accuracy': accuracy(p, labels['test'])} | (
+        {'val_accuracy': accuracy(val[run], labels['val'])} if run in val else {})
+            for run, p in test.items()}
+    full = [run for run in test if run not in val]  # Trained on all 60,000.
+    chosen = choose(val, labels['val']) if val else []
+    mean = lambda names, out: np.mean([out[n] for n in names], axis=0)
+    result['tta' if tta else 'plain'] = {
+        'runs': runs,
+        'all_full_data_runs_averaged': full and {
+            'runs': full, 'test_accuracy': accuracy(mean(full, test), labels['test'])},
+        'chosen_on_validation': chosen and {
+            'members': chosen,
+            'val_accuracy': accuracy(mean(chosen, val), labels['val']),
+            'test_accuracy': accuracy(mean(chosen, test), labels['test'])},
+        'all_validation_runs_averaged': val and {
+            'runs': list(val),
+            'val_accuracy': accuracy(mean(list(val), val), labels['val']),
+            'test_accuracy': accuracy(mean(list(val), test), labels['test'])},
+    }
+  return result
+
+
 def main(_):
+  if FLAGS.probabilities:
+    print(json.dumps(from_probabilities(FLAGS.probabilities), indent=2))
+    return
+  if not FLAGS.workdirs:
+    sys.exit('Error: give --workdirs or --probabilities.')
   from mnist_jax import evaluate, input_pipeline, logs  # pylint: disable=g-import-not-at-top
   from mnist_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   logs.quiet_libraries()
