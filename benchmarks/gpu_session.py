@@ -41,6 +41,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_list('phases', ['speed', 'accuracy'], 'What to measure, in this order.')
 flags.DEFINE_string('out', None, 'Folder for the JSON and .npz files.', required=True)
 flags.DEFINE_string('data_dir', None, 'Folder with the cached arrays.', required=True)
+flags.DEFINE_multi_string('speed_runs', [
+    '--configs=fast,gpu --seeds=0,1,2,3,4',
+    '--configs=fast,default,gpu --set=compute_dtype=bfloat16',
+    '--configs=default'], 'speed: benchmarks/run.py\'s arguments, one run of it each.')
 flags.DEFINE_string('runs_dir', '/tmp/gpu_session_runs', 'accuracy: the runs\' workdirs '
                     '(checkpoints: not under --out, which comes back).')
 flags.DEFINE_bool('tiny', False, 'A few steps per run: a check of the script itself.')
@@ -105,15 +109,10 @@ def environment() -> dict:
 
 
 def speed() -> None:
-  runs = [  # (key, run.py arguments)
-      ('float32 fast,gpu seeds 0-4', ['--configs=fast,gpu', '--seeds=0,1,2,3,4']),
-      ('bfloat16 fast,default,gpu', ['--configs=fast,default,gpu',
-                                     '--set=compute_dtype=bfloat16']),
-      ('float32 default', ['--configs=default']),
-  ]
   results = {'environment': environment(), 'runs': {}}
   write('speed.json', results)
-  for key, args in runs:
+  for key in FLAGS.speed_runs:
+    args = key.split()
     if remaining() < 30:
       results['runs'][key] = {'error': 'not started: deadline'}
       continue

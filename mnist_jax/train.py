@@ -609,9 +609,9 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
 
   Where the time goes is written to metrics.jsonl: each epoch's `epoch_train_s` and
-  `epoch_eval_s`; `train_clock_s`, the training clock: seconds since setup ended,
-  less the time spent compiling (Run.ahead): training, evaluation and the writing
-  and checkpoints between them; and
+  `epoch_eval_s`; `train_clock_s`, the training clock: seconds since this process's first
+  epoch began, less the time spent compiling (Run.ahead): training, evaluation and
+  the writing and checkpoints between them; and
   on the first line a process writes, its start-up: imports (from `start_time` to
   this call), data loading, setup (jitted pieces, data on the devices, state
   initialized or restored), the first train step (compilation included) and the
@@ -652,8 +652,10 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
   metrics = history[-1] if history else {}
   for line in history:
     on_evaluation(line)
+  clock_start = None  # The training clock's: the first epoch's start.
   for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
     epoch_start = time.time()
+    clock_start = clock_start or epoch_start
     try:
       state, train_metrics = train_epoch(run, state, epoch, report)
     except Diverged as e:
@@ -670,7 +672,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
                **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2),
                'epoch_train_s': round(trained - epoch_start, 3),
                'epoch_eval_s': round(time.time() - trained, 3),
-               'train_clock_s': round(time.time() - set_up - run.compile_s, 3)}
+               'train_clock_s': round(time.time() - clock_start - run.compile_s, 3)}
     if startup:  # This process's first line.
       startup['startup_first_step_s'] = run.first_step_done - set_up
       startup['startup_compile_s'] = run.compile_s

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -461,3 +463,22 @@ def test_ema_run_resumes_exactly(tiny_config, synthetic_data, tmp_path):
   resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'crashed'), data=synthetic_data)
   assert {k: v for k, v in resumed.items() if not k.endswith('_s')} == {
       k: v for k, v in full.items() if not k.endswith('_s')}
+
+
+def test_tensorboard_writer_does_not_import_torch(tmp_path):
+  """tensorboardX imports torch where it is installed (~3 s on a GPU machine) only to
+  accept its tensors: the Writer keeps it out, and leaves torch importable after."""
+  fake = tmp_path / 'site'
+  fake.mkdir()
+  (fake / 'torch.py').write_text("import os\nopen(os.environ['MARK'], 'w').close()\n")
+  code = ('import sys; from mnist_jax import workdir\n'
+          f'with workdir.Writer({str(tmp_path / "run")!r}, True) as w:\n'
+          "  w.write(1, {'loss': 1.0}, 'step 1', record=True)\n"
+          "assert 'torch' not in sys.modules and 'tensorboardX' in sys.modules\n"
+          'import torch\n')  # Still importable: marks the file.
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(fake), os.getcwd()]),
+         'MARK': str(tmp_path / 'imported')}
+  done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+  assert (tmp_path / 'imported').exists()  # By the last line only: the assert ran before.
+  assert os.listdir(tmp_path / 'run' / 'tensorboard')
