@@ -19,7 +19,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 # Results of a config that has changed since: (file, config) -> label.
 # Result files are named after the machine that measured them (the JSON's
 # 'hardware' says more): the first matching prefix names the points.
-HARDWARE = (('h100', 'H100'), ('cpu_xeon', '2-core Xeon, AVX-512'), ('cpu', '2-core EPYC'))
+HARDWARE = (('h100', 'H100'), ('h200', 'H200'), ('cpu_xeon', '2-core Xeon, AVX-512'), ('cpu', '2-core EPYC'))
 FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version',
           ('cpu_fast.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_default_mlp_tiny.json', 'fast'): 'fast, former batch-64 version',
@@ -28,12 +28,15 @@ FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version'
           ('cpu_xeon_default_3_seeds.json', 'default'): 'default, one part, before the one-channel convolution',
           ('cpu_xeon_versus_c3badfb_fast.json', 'fast'): 'fast, batch 32 in one part',
           ('cpu_xeon_versus_c3badfb_a3c2bd1.json', 'fast'): 'fast, Adam for the whole epoch',
-          ('cpu_xeon_versus_c3badfb_6a35730.json', 'fast'): 'fast, 28x28, Muon for 80% of the epoch'}
+          ('cpu_xeon_versus_c3badfb_6a35730.json', 'fast'): 'fast, 28x28, Muon for 80% of the epoch',
+          ('h200_speed_3d4f75c.json', 'gpu'): 'gpu, start-up with PyTorch imported'}
 # Runs measured again, seed for seed, in a later file: (file, config).
 SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_3_seeds.json.
               ('cpu_xeon_fast_breakdown.json', 'fast'),  # Seed 0 again, as in cpu_xeon_fast_5_seeds.
               # The same recipe with the start-up work after ec3052f, in ..._a3c2bd1.
-              ('cpu_xeon_versus_c3badfb_ec3052f.json', 'fast')}
+              ('cpu_xeon_versus_c3badfb_ec3052f.json', 'fast'),
+              # Seeds 0-4 again without tensorboardX's import of PyTorch, in h200_speed.json.
+              ('h200_speed_3d4f75c.json', 'fast')}
 
 
 def points():

@@ -22,9 +22,11 @@ in 4 parts (median of 3 rounds each): 6,384 against c3badfb's 4,455 training ima
 the latest run (cpu_xeon_versus_c3badfb.json).
 In one part, seed 0 alone gave
 the same 99.47% on a 2-core AMD EPYC (generation not recorded; 162 s, 5,747 images/s),
-and on one NVIDIA H100 (JAX 0.11.2; microbatches are not measured on a GPU, where
---config.microbatches=1 keeps that setting): 632,384 training images/s
+and on one NVIDIA H100 (JAX 0.11.2, code of 2026-11-24): 632,384 training images/s
 (a whole epoch per jitted call), 99.0% after 18.9 s, final 99.44%, 22.2 s wall.
+On one NVIDIA H200 (JAX 0.11.2, in the 4 parts set here; benchmarks/results/h200_speed.json),
+seed 0: 437,592 training images/s, 99.0% after 1.77 s of training alone (epoch 5; 18.0 s
+from the command's start), 99.5% after 3.10 s (epoch 11), final 99.54%.
 The hyper-parameters were chosen on the test set, before there was a validation
 split; it has not been swept.
 """
