@@ -1,16 +1,16 @@
 """A lent GPU's measurements as one command per phase, for a lease of minutes.
 
   python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy]
-      [--deadlines_s=330,585] [--tiny]
+      [--deadlines_s=290,535] [--parallel=6] [--tiny]
 
 D holds the cached arrays (D/mnist_jax_arrays/mnist/*.npy, as input_pipeline.load
 leaves them), so nothing needs TensorFlow or the network.
 
 speed: one run at a time, the GPU to itself: `benchmarks/run.py --full_runs` for
   `fast` and `gpu` in float32 (seeds 0-4), all three of `fast`, `default` and `gpu`
-  in bfloat16, and `default` in float32 (seed 0): training images/s; time to 99% and 99.5% test accuracy from the
-  command's start and from the first step after compilation (train_clock_s).
-  -> DIR/speed.json
+  in bfloat16, and `default` in float32 (seed 0), or --speed_runs: training
+  images/s; time to 99% and 99.5% test accuracy from the command's start and from
+  the first step after compilation (train_clock_s). -> DIR/speed.json
 accuracy: up to --parallel runs at once on the one GPU: `best`, seeds 0-4, on all
   60,000 training images, and the ensemble candidates (MEMBERS), each on the first
   50,000 with the last 10,000 held out for validation; then each run's softmax

@@ -119,7 +119,7 @@ def _summary_writer():
 
   tensorboardX imports torch wherever it is installed (Colab, most GPU machines),
   only to accept torch tensors, which nothing here writes: on an H200 machine that
-  took about 3 s of every run's start-up. An entry of None in sys.modules makes
+  took 3-4 s of every run's start-up. An entry of None in sys.modules makes
   that import fail as if torch were absent; it is removed again straight after.
   """
   if 'torch' in sys.modules:  # Already paid for.
