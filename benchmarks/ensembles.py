@@ -35,7 +35,8 @@ FLAGS = flags.FLAGS
 
 
 def accuracy(probabilities, labels) -> float:
-  return float(np.mean(probabilities.argmax(axis=1) == labels))
+  from mnist_jax import evaluate  # pylint: disable=g-import-not-at-top
+  return evaluate.accuracy_and_loss(probabilities, labels)[0]
 
 
 def choose(val: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
@@ -43,19 +44,22 @@ def choose(val: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
   add (repeats allowed, as weights) the run whose addition leaves the fewest
   validation errors, ties going to the lower cross-entropy, while that improves
   either; at most 2x as many members as runs."""
-  def score(names):
-    p = np.mean([val[n] for n in names], axis=0)
-    errors = int(np.sum(p.argmax(axis=1) != labels))
-    return errors, float(-np.mean(np.log(np.maximum(p[np.arange(len(labels)), labels], 1e-12))))
+  from mnist_jax import evaluate  # pylint: disable=g-import-not-at-top
+
+  def score(names):  # Lower is better: fewer errors, then lower cross-entropy.
+    accuracy_, loss = evaluate.accuracy_and_loss(np.mean([val[n] for n in names], axis=0),
+                                                 labels)
+    return -accuracy_, loss
 
   chosen = [min(val, key=lambda n: score([n]))]
   best = score(chosen)
   while len(chosen) < 2 * len(val):
-    candidate = min(val, key=lambda n: score(chosen + [n]))
-    if score(chosen + [candidate]) >= best:
+    scores = {n: score(chosen + [n]) for n in val}
+    candidate = min(scores, key=scores.get)
+    if scores[candidate] >= best:
       break
     chosen.append(candidate)
-    best = score(chosen)
+    best = scores[candidate]
   return chosen
 
 

@@ -19,7 +19,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 # Results of a config that has changed since: (file, config) -> label.
 # Result files are named after the machine that measured them (the JSON's
 # 'hardware' says more): the first matching prefix names the points.
-HARDWARE = (('h100', 'H100'), ('h200', 'H200'), ('cpu_xeon', '2-core Xeon, AVX-512'), ('cpu', '2-core EPYC'))
+HARDWARE = (('h100', 'H100'), ('h200', 'H200'), ('cpu_xeon', '2-core Xeon, AVX-512'),
+            ('cpu', '2-core EPYC'))
 FORMER = {('h100_default_fast_gpu.json', 'fast'): 'fast, former 2-epoch version',
           ('cpu_fast.json', 'fast'): 'fast, former batch-64 version',
           ('cpu_default_mlp_tiny.json', 'fast'): 'fast, former batch-64 version',
