@@ -203,11 +203,17 @@ def probabilities() -> None:
     splits['val'] = input_pipeline.hold_out(data, config.validation_size)['validation']
   if FLAGS.tiny:  # Test-time augmentation on a CPU: 9 views of 20,000 images take minutes.
     splits = {k: input_pipeline.Split(v.images[:200], v.labels[:200]) for k, v in splits.items()}
+  # Test and validation images in one call, as evaluate.evaluate scores them: the
+  # checkpoint restored and the program compiled once for each of plain and TTA.
+  names = list(splits)
+  scored = input_pipeline.Split(np.concatenate([splits[n].images for n in names]),
+                                np.concatenate([splits[n].labels for n in names]))
+  bounds = np.cumsum([len(splits[n]) for n in names])[:-1]
   arrays = {}
-  for split, images in splits.items():
-    for tta in (False, True):
-      arrays[split + ('_tta' if tta else '')] = evaluate.test_probabilities(
-          FLAGS.probabilities, config, images, tta=tta)[0].astype(np.float32)
+  for tta in (False, True):
+    outputs = evaluate.test_probabilities(FLAGS.probabilities, config, scored, tta=tta)[0]
+    for name, part in zip(names, np.split(outputs.astype(np.float32), bounds)):
+      arrays[name + ('_tta' if tta else '')] = part
   np.savez(FLAGS.out, **arrays)
 
 
