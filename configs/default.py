@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Random rotation (degrees) and scaling (1 +/- fraction); 0 and 0: shifts only.
   config.augment_rotation = 0.0
   config.augment_scale = 0.0
+  # Elastic distortion (input_pipeline.random_affine): displacement scale and
+  # smoothness in pixels; 0: none. Simard et al. (2003) used 34 and 4.
+  config.augment_elastic = 0.0
+  config.augment_elastic_sigma = 4.0
 
   # Model.
   config.model = 'cnn'

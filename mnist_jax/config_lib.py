@@ -41,6 +41,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not (0 <= config.augment_rotation <= 180 and 0 <= config.augment_scale < 1):
     raise UserError('--config.augment_rotation must be in [0, 180] degrees and '
                     '--config.augment_scale in [0, 1).')
+  if not (0 <= config.augment_elastic <= 100 and 0 < config.augment_elastic_sigma <= 28):
+    raise UserError('--config.augment_elastic must be in [0, 100] and '
+                    '--config.augment_elastic_sigma in (0, 28] pixels, got '
+                    f'{config.augment_elastic} and {config.augment_elastic_sigma}.')
   if not 0 <= config.augment_shift <= 8:
     raise UserError(f'--config.augment_shift must be in [0, 8] pixels, got {config.augment_shift}.')
   if config.weight_decay < 0 or config.warmup_epochs < 0:

@@ -259,9 +259,10 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
     key, augment_key = jax.random.split(jax.random.fold_in(dropout_key, state.step))
     x = images[idx]
-    if config.augment_rotation or config.augment_scale:
+    if config.augment_rotation or config.augment_scale or config.augment_elastic:
       x = input_pipeline.random_affine(x, augment_key, config.augment_rotation,
-                                       config.augment_scale, config.augment_shift)
+                                       config.augment_scale, config.augment_shift,
+                                       config.augment_elastic, config.augment_elastic_sigma)
     elif config.augment_shift:
       x = input_pipeline.random_shift(x, augment_key, config.augment_shift)
     x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, dataset), batch_sharding)

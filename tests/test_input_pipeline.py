@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.ndimage
 import pytest
 
 from conftest import synthetic_split
@@ -76,3 +77,37 @@ def test_random_affine_rotates_and_keeps_the_digit_in_frame():
     ys, xs = np.nonzero(image[..., 0] > 64)
     return np.corrcoef(ys, xs)[0, 1]
   assert np.ptp([tilt(o) for o in out]) > 0.5
+
+
+def test_elastic_displacement_is_scipys_gaussian_filter_of_the_same_noise():
+  key = jax.random.key(3)
+  shape = (2, 28, 28)
+  noise = np.asarray(jax.random.uniform(key, shape, minval=-1.0, maxval=1.0))
+  ours = np.asarray(input_pipeline.elastic_displacement(key, shape, 34.0, 4.0))
+  for n in range(2):  # truncate=10: scipy's kernel as whole as ours.
+    expected = 34.0 * scipy.ndimage.gaussian_filter(noise[n], 4.0, mode='constant', truncate=10)
+    np.testing.assert_allclose(ours[n], expected, atol=1e-4)
+  assert 0.5 < np.abs(ours).mean() < 2.0  # Simard's 34 and 4: about a pixel.
+
+
+def test_elastic_distortion_bends_strokes_and_keeps_the_digit():
+  images = np.zeros((16, 28, 28, 1), np.uint8)
+  images[:, 6:22, 12:16] = 255
+  plain = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(1),
+                                                  10.0, 0.1, 2.0))
+  bent = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(1),
+                                                 10.0, 0.1, 2.0, 34.0, 4.0))
+  assert not np.allclose(plain, bent)
+  ratio = bent.sum(axis=(1, 2, 3)) / plain.sum(axis=(1, 2, 3))
+  assert 0.5 < ratio.min() and ratio.max() < 2.0  # Strokes stretch or squeeze, not vanish.
+  # The affine part is drawn as without it (earlier runs' augmentations stay as they were).
+  barely = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(1),
+                                                   10.0, 0.1, 2.0, 1e-3, 4.0))
+  np.testing.assert_allclose(barely, plain, atol=0.5)
+  # A straight bar no longer lies on one line: its columns' centres wander.
+  def wander(image):
+    rows = [np.nonzero(r > 64)[0] for r in image[8:20, :, 0]]
+    return np.ptp([r.mean() for r in rows if len(r)])
+  straight = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(2),
+                                                     0.0, 0.0, 0.0, 34.0, 4.0))
+  assert np.mean([wander(s) for s in straight]) > 0.5

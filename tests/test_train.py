@@ -101,6 +101,7 @@ def test_evaluation_counts_every_example_once(tiny_config):
     ('validation_size', -1, 'whole number >= 0'),
     ('validation_size', 59_990, 'not one batch'),
     ('microbatches', 0, 'whole number >= 1'),
+    ('augment_elastic_sigma', 0.0, 'augment_elastic_sigma in'),
 ])
 def test_config_validation(tiny_config, key, value, message):
   if (key, value) == ('model', 'mlp'):
