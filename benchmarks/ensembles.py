@@ -1,7 +1,7 @@
 """Test accuracy of ensembles of trained models; prints one JSON object.
 
   python benchmarks/ensembles.py --workdirs=runs/a,runs/b,runs/c [--data_dir=...]
-  python benchmarks/ensembles.py --probabilities=DIR --data_dir=...
+  python benchmarks/ensembles.py --probabilities=DIR[,DIR2,...] --data_dir=...
 
 --workdirs: each workdir's test probabilities are computed once, plain and with
 test-time augmentation, then every subset (single models included) is scored the way
@@ -10,7 +10,7 @@ probabilities. Every subset is listed, so that choosing the best one on the test
 set is visible as what it is.
 
 --probabilities: the softmax outputs benchmarks/gpu_session.py saved
-(DIR/probabilities_{test,val}.npz). The ensemble is chosen on validation alone
+(DIR/probabilities_{test,val}.npz; several folders: their runs pooled). The ensemble is chosen on validation alone
 (`choose`: greedy forward selection among the runs that held the same validation
 images out), then scored once on test; runs without validation outputs (trained on
 all 60,000) are scored alone and averaged all together, a choice made before
@@ -26,8 +26,8 @@ from absl import app, flags
 import numpy as np
 
 flags.DEFINE_list('workdirs', None, 'Trained workdirs.')
-flags.DEFINE_string('probabilities', None, 'A folder with probabilities_test.npz and '
-                    'probabilities_val.npz (benchmarks/gpu_session.py).')
+flags.DEFINE_list('probabilities', None, 'Folders with probabilities_test.npz and '
+                  'probabilities_val.npz (benchmarks/gpu_session.py), pooled.')
 flags.DEFINE_integer('validation_size', 10_000, '--probabilities: the runs\' validation_size.')
 flags.DEFINE_string('data_dir', None, 'tfds data folder (or the one the workdirs saved).')
 flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
@@ -63,17 +63,19 @@ def choose(val: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
   return chosen
 
 
-def from_probabilities(folder: str) -> dict:
+def from_probabilities(folders: list[str]) -> dict:
   """Ensembles of benchmarks/gpu_session.py's runs: chosen on validation, scored on test."""
   from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   data = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir)
   labels = {'test': data['test'].labels,
             'val': input_pipeline.hold_out(data, FLAGS.validation_size)['validation'].labels}
   outputs = {}
-  for split in ('test', 'val'):
+  for folder, split in itertools.product(folders, ('test', 'val')):
     with np.load(os.path.join(folder, f'probabilities_{split}.npz')) as saved:
       for key in saved.files:  # 'run/test', 'run/test_tta', 'run/val', ...
         run, kind = key.split('/')
+        if run in outputs.get(kind, {}):
+          sys.exit(f'Error: two runs named {run} in --probabilities={",".join(folders)}.')
         outputs.setdefault(kind, {})[run] = saved[key]
   for split in labels:  # --tiny runs saved the first 200 images' outputs only.
     labels[split] = labels[split][:len(next(iter(outputs[split].values())))]

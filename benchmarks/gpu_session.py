@@ -1,6 +1,6 @@
 """A lent GPU's measurements as one command per phase, for a lease of minutes.
 
-  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy]
+  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy,select]
       [--deadlines_s=290,535] [--parallel=6] [--tiny]
 
 D holds the cached arrays (D/mnist_jax_arrays/mnist/*.npy, as input_pipeline.load
@@ -19,6 +19,12 @@ accuracy: up to --parallel runs at once on the one GPU: `best`, seeds 0-4, on al
   DIR/probabilities_test.npz, DIR/probabilities_val.npz. Ensembles are chosen on
   the validation outputs afterwards, on any machine: benchmarks/ensembles.py
   --probabilities=DIR.
+select: a change to `best` chosen on validation. Each of RECIPES with --select_seeds
+  seeds on the first 50,000 images (--parallel at once); the recipe with the highest
+  mean final validation accuracy then trains on all 60,000 with seeds 0-4.
+  -> DIR/select.json (the recipes, every run, the validation means, the choice),
+  DIR/select/probabilities_{test,val}.npz: the recipes' runs are ensemble candidates
+  too (benchmarks/ensembles.py --probabilities=DIR/select).
 --tiny cuts every run to a few steps: a check of this script on a CPU.
 
 Each phase writes its JSON as each part ends and stops starting new runs at its
@@ -49,6 +55,7 @@ flags.DEFINE_string('runs_dir', '/tmp/gpu_session_runs', 'accuracy: the runs\' w
                     '(checkpoints: not under --out, which comes back).')
 flags.DEFINE_bool('tiny', False, 'A few steps per run: a check of the script itself.')
 flags.DEFINE_integer('parallel', 5, 'accuracy: runs at once.')
+flags.DEFINE_integer('select_seeds', 2, 'select: seeds of each recipe on validation.')
 flags.DEFINE_list('deadlines_s', ['86400', '86400'], 'Per phase, seconds after the '
                   'command\'s start: start nothing new after it; stop what still runs at it.')
 flags.DEFINE_string('probabilities', None, 'Internal: write the softmax outputs of this '
@@ -71,6 +78,16 @@ MEMBERS = {
     'wide_cnn': [BEST, 'seed=16', 'num_epochs=15', 'conv_features=(48,96,192)'],
     'small_no_bn': ['configs/default.py', 'seed=17', 'num_epochs=30', 'microbatches=1',
                     'augment_rotation=10', 'augment_scale=0.1', 'ema_decay=0.999'],
+}
+# select: changes to `best`, each trained with --select_seeds seeds on the first
+# 50,000 images; the one with the highest mean validation accuracy is then trained
+# on all 60,000 with seeds 0-4 and scored on test. Elastic: Simard et al.'s 34 and
+# 4, and a milder 20 beside best's rotation and scaling.
+RECIPES = {
+    'best': [],
+    'elastic': ['augment_elastic=34'],
+    'elastic_mild': ['augment_elastic=20'],
+    'wide': ['conv_features=(48,96,192)'],
 }
 TINY = ['num_epochs=2', 'train_steps_per_epoch=5']
 
@@ -167,7 +184,6 @@ def train_then_probabilities(name: str, config: str, overrides: list[str]) -> di
 
 
 def accuracy() -> None:
-  import numpy as np  # pylint: disable=g-import-not-at-top
   best = [(f'best_seed{s}', (BEST, [f'seed={s}'])) for s in range(5)]
   members = [(name, (config, [*o, 'validation_size=10000']))
              for name, (config, *o) in MEMBERS.items()]
@@ -175,21 +191,65 @@ def accuracy() -> None:
   jobs = dict(j for pair in itertools.zip_longest(best, members) for j in pair if j)
   results = {'environment': environment(), 'runs': {}}
   write('accuracy.json', results)
+  run_all(jobs, results, 'accuracy.json', FLAGS.out)
+
+
+def save_probabilities(runs: dict, folder: str) -> None:
+  """folder/probabilities_{test,val}.npz: every finished run's softmax outputs so far."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  os.makedirs(folder, exist_ok=True)
+  for split in ('test', 'val'):
+    arrays = {}
+    for run, entry in runs.items():
+      if 'probabilities' in entry:
+        with np.load(entry['probabilities']) as saved:
+          arrays.update({f'{run}/{k}': saved[k] for k in saved.files if k.startswith(split)})
+    np.savez_compressed(os.path.join(folder, f'probabilities_{split}.npz'), **arrays)
+
+
+def run_all(jobs: dict, results: dict, name: str, folder: str) -> None:
+  """Trains `jobs` (name -> (config, overrides)) --parallel at a time into
+  results['runs'], written to DIR/name; their softmax outputs to `folder`."""
   with concurrent.futures.ThreadPoolExecutor(FLAGS.parallel) as pool:
-    futures = {pool.submit(train_then_probabilities, name, config, overrides): name
-               for name, (config, overrides) in jobs.items()}
+    futures = {pool.submit(train_then_probabilities, run, config, overrides): run
+               for run, (config, overrides) in jobs.items()}
     for future in concurrent.futures.as_completed(futures):
-      name = futures[future]
-      results['runs'][name] = future.result()
-      write('accuracy.json', results)
-      log(f'accuracy: {name} done' + (' (error)' if 'error' in results['runs'][name] else ''))
-      for split in ('test', 'val'):  # After every run: what is done comes back.
-        arrays = {}
-        for run, entry in results['runs'].items():
-          if 'probabilities' in entry:
-            with np.load(entry['probabilities']) as saved:
-              arrays.update({f'{run}/{k}': saved[k] for k in saved.files if k.startswith(split)})
-        np.savez_compressed(os.path.join(FLAGS.out, f'probabilities_{split}.npz'), **arrays)
+      run = futures[future]
+      results['runs'][run] = future.result()
+      write(name, results)
+      log(f'{name}: {run} done' + (' (error)' if 'error' in results['runs'][run] else ''))
+      save_probabilities(results['runs'], folder)  # After every run: what is done comes back.
+
+
+def choose_recipe(runs: dict) -> tuple[str, dict]:
+  """The recipe whose runs' mean final validation accuracy is highest (ties: lower
+  mean validation loss), among those with every seed finished; and each one's means."""
+  means = {}
+  for recipe in RECIPES:
+    last = [runs.get(f'{recipe}_s{100 + s}', {}).get('epochs', [{}])[-1]
+            for s in range(FLAGS.select_seeds)]
+    if all('val_accuracy' in e for e in last):
+      means[recipe] = {'val_accuracy': sum(e['val_accuracy'] for e in last) / len(last),
+                       'val_loss': sum(e['val_loss'] for e in last) / len(last)}
+  if not means:
+    return None, means
+  return min(means, key=lambda r: (-means[r]['val_accuracy'], means[r]['val_loss'])), means
+
+
+def select() -> None:
+  """RECIPES on validation, then the chosen one on all the training images, seeds 0-4."""
+  results = {'environment': environment(), 'recipes': RECIPES, 'runs': {}}
+  write('select.json', results)
+  run_all({f'{recipe}_s{100 + s}': (BEST, [*o, f'seed={100 + s}', 'validation_size=10000'])
+           for s in range(FLAGS.select_seeds) for recipe, o in RECIPES.items()},
+          results, 'select.json', os.path.join(FLAGS.out, 'select'))
+  chosen, results['validation_means'] = choose_recipe(results['runs'])
+  results['chosen'] = chosen
+  write('select.json', results)
+  log(f'select: chose {chosen} {results["validation_means"]}')
+  if chosen:
+    run_all({f'chosen_seed{s}': (BEST, [*RECIPES[chosen], f'seed={s}']) for s in range(5)},
+            results, 'select.json', os.path.join(FLAGS.out, 'select'))
 
 
 def probabilities() -> None:
@@ -223,7 +283,7 @@ def main(_):
   os.makedirs(FLAGS.out, exist_ok=True)
   for phase, deadline in zip(FLAGS.phases, FLAGS.deadlines_s):
     DEADLINE[0] = float(deadline)
-    {'speed': speed, 'accuracy': accuracy}[phase]()
+    {'speed': speed, 'accuracy': accuracy, 'select': select}[phase]()
   log('finished')
 
 
