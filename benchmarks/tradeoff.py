@@ -37,7 +37,9 @@ SUPERSEDED = {('cpu_xeon_fast_default.json', 'default'),  # By cpu_xeon_default_
               # The same recipe with the start-up work after ec3052f, in ..._a3c2bd1.
               ('cpu_xeon_versus_c3badfb_ec3052f.json', 'fast'),
               # Seeds 0-4 again without tensorboardX's import of PyTorch, in h200_speed.json.
-              ('h200_speed_3d4f75c.json', 'fast')}
+              ('h200_speed_3d4f75c.json', 'fast'),
+              # Seed 0 again with the code of c266465, in h100_speed.json.
+              ('h100_default_fast_gpu.json', 'default'), ('h100_default_fast_gpu.json', 'gpu')}
 
 
 def points():

@@ -18,6 +18,10 @@ Final test accuracy, the last checkpoint evaluated with the current code
   (99.71 +- 0.01%) as logged by code older than the two fixes to how the
   weight average is evaluated (they change evaluation, not training; not
   re-measured there); 38-40 s a run.
+- Not adopted: with --config.augment_elastic=20, chosen among four changes on a
+  validation split on one NVIDIA H100 (benchmarks/gpu_session.py --phases=select;
+  benchmarks/results/h100_select_best_ensembles.json), then seeds 0-4 on all the
+  images: 99.68 +- 0.02% on test, no better than this.
 What was chosen on what: every hyper-parameter here was chosen on the test set,
 in two tries, before there was a validation split (--config.validation_size);
 a sweep of `best` on a validation split (30 epochs, 74-87 minutes a run on the

@@ -41,7 +41,9 @@ start-up work (..._ec3052f.json). c3badfb's `fast`, seeds 0-4 on a 2-core AMD EP
 
 On one NVIDIA H200 (JAX 0.11.2; benchmarks/results/h200_speed.json), seeds 0-4: 99.16 +-
 0.06%, every seed at >= 99% after its epoch, 0.46 +- 0.08 s of training alone
-(train_clock_s: compilation excluded), 8.6 +- 4.5 s from the command's start.
+(train_clock_s: compilation excluded), 8.6 +- 4.5 s from the command's start. On one
+NVIDIA H100 (commit c266465; benchmarks/results/h100_speed.json), seeds 0-4: 99.11 +-
+0.05%, 99% after 0.41 +- 0.07 s of training alone, 7.3 +- 2.6 s from the start.
 """
 
 from configs import default
