@@ -221,13 +221,12 @@ def run_all(jobs: dict, results: dict, name: str, folder: str) -> None:
       save_probabilities(results['runs'], folder)  # After every run: what is done comes back.
 
 
-def choose_recipe(runs: dict) -> tuple[str, dict]:
+def choose_recipe(runs: dict, seeds: int) -> tuple[str, dict]:
   """The recipe whose runs' mean final validation accuracy is highest (ties: lower
-  mean validation loss), among those with every seed finished; and each one's means."""
+  mean validation loss), among those with all `seeds` finished; and each one's means."""
   means = {}
   for recipe in RECIPES:
-    last = [runs.get(f'{recipe}_s{100 + s}', {}).get('epochs', [{}])[-1]
-            for s in range(FLAGS.select_seeds)]
+    last = [runs.get(f'{recipe}_s{100 + s}', {}).get('epochs', [{}])[-1] for s in range(seeds)]
     if all('val_accuracy' in e for e in last):
       means[recipe] = {'val_accuracy': sum(e['val_accuracy'] for e in last) / len(last),
                        'val_loss': sum(e['val_loss'] for e in last) / len(last)}
@@ -243,7 +242,7 @@ def select() -> None:
   run_all({f'{recipe}_s{100 + s}': (BEST, [*o, f'seed={100 + s}', 'validation_size=10000'])
            for s in range(FLAGS.select_seeds) for recipe, o in RECIPES.items()},
           results, 'select.json', os.path.join(FLAGS.out, 'select'))
-  chosen, results['validation_means'] = choose_recipe(results['runs'])
+  chosen, results['validation_means'] = choose_recipe(results['runs'], FLAGS.select_seeds)
   results['chosen'] = chosen
   write('select.json', results)
   log(f'select: chose {chosen} {results["validation_means"]}')
