@@ -54,7 +54,7 @@ flags.DEFINE_multi_string('speed_runs', [
 flags.DEFINE_string('runs_dir', '/tmp/gpu_session_runs', 'accuracy: the runs\' workdirs '
                     '(checkpoints: not under --out, which comes back).')
 flags.DEFINE_bool('tiny', False, 'A few steps per run: a check of the script itself.')
-flags.DEFINE_integer('parallel', 5, 'accuracy: runs at once.')
+flags.DEFINE_integer('parallel', 5, 'accuracy, select: runs at once.')
 flags.DEFINE_integer('select_seeds', 2, 'select: seeds of each recipe on validation.')
 flags.DEFINE_list('deadlines_s', ['86400', '86400'], 'Per phase, seconds after the '
                   'command\'s start: start nothing new after it; stop what still runs at it.')
