@@ -12,9 +12,9 @@ set is visible as what it is.
 --probabilities: the softmax outputs benchmarks/gpu_session.py saved
 (DIR/probabilities_{test,val}.npz; several folders: their runs pooled). The ensemble
 is chosen on validation alone (`choose`: greedy forward selection among the runs that
-held the same validation images out), then scored once on test; runs without validation outputs (trained on
-all 60,000) are scored alone and averaged all together, a choice made before
-looking.
+held the same validation images out), then scored once on test; runs without
+validation outputs (trained on all 60,000) are scored alone and averaged all together,
+a choice made before looking.
 """
 
 import itertools
