@@ -221,12 +221,18 @@ def run_all(jobs: dict, results: dict, name: str, folder: str) -> None:
       save_probabilities(results['runs'], folder)  # After every run: what is done comes back.
 
 
+def validation_run(recipe: str, s: int) -> tuple[str, int]:
+  """The select phase's s-th run of `recipe` on validation: its name and seed."""
+  return f'{recipe}_s{100 + s}', 100 + s
+
+
 def choose_recipe(runs: dict, seeds: int) -> tuple[str, dict]:
   """The recipe whose runs' mean final validation accuracy is highest (ties: lower
   mean validation loss), among those with all `seeds` finished; and each one's means."""
   means = {}
   for recipe in RECIPES:
-    last = [runs.get(f'{recipe}_s{100 + s}', {}).get('epochs', [{}])[-1] for s in range(seeds)]
+    last = [runs.get(validation_run(recipe, s)[0], {}).get('epochs', [{}])[-1]
+            for s in range(seeds)]
     if all('val_accuracy' in e for e in last):
       means[recipe] = {'val_accuracy': sum(e['val_accuracy'] for e in last) / len(last),
                        'val_loss': sum(e['val_loss'] for e in last) / len(last)}
@@ -239,9 +245,12 @@ def select() -> None:
   """RECIPES on validation, then the chosen one on all the training images, seeds 0-4."""
   results = {'environment': environment(), 'recipes': RECIPES, 'runs': {}}
   write('select.json', results)
-  run_all({f'{recipe}_s{100 + s}': (BEST, [*o, f'seed={100 + s}', 'validation_size=10000'])
-           for s in range(FLAGS.select_seeds) for recipe, o in RECIPES.items()},
-          results, 'select.json', os.path.join(FLAGS.out, 'select'))
+  jobs = {}
+  for s in range(FLAGS.select_seeds):
+    for recipe, overrides in RECIPES.items():
+      name, seed = validation_run(recipe, s)
+      jobs[name] = (BEST, [*overrides, f'seed={seed}', 'validation_size=10000'])
+  run_all(jobs, results, 'select.json', os.path.join(FLAGS.out, 'select'))
   chosen, results['validation_means'] = choose_recipe(results['runs'], FLAGS.select_seeds)
   results['chosen'] = chosen
   write('select.json', results)
