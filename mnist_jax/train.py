@@ -611,12 +611,12 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
 
   Where the time goes is written to metrics.jsonl: each epoch's `epoch_train_s` and
   `epoch_eval_s`; `train_clock_s`, the training clock: seconds since this process's first
-  epoch began, less the time spent compiling (Run.ahead): training, evaluation and
-  the writing and checkpoints between them; and
-  on the first line a process writes, its start-up: imports (from `start_time` to
-  this call), data loading, setup (jitted pieces, data on the devices, state
-  initialized or restored), the first train step (compilation included) and the
-  compilation so far (`startup_compile_s`: the train step's and evaluation's).
+  epoch began, less the time spent compiling (Run.ahead): training, evaluation and the
+  writing and checkpoints between them; and on the first line a process writes, its
+  start-up: imports (from `start_time` to this call), data loading, setup (jitted
+  pieces, data on the devices, state initialized or restored), the first train step
+  (compilation included) and the compilation so far (`startup_compile_s`: the train
+  step's and evaluation's).
   """
   entered = time.time()
   if data is None:

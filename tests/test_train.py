@@ -180,7 +180,8 @@ def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   startup = ('startup_imports_s', 'startup_data_s', 'startup_setup_s', 'startup_first_step_s',
              'startup_compile_s')
   assert all(lines[0][k] >= 0 for k in startup) and lines[0]['startup_first_step_s'] > 0
-  # The training clock: since setup, less compilation; so less than the time since start.
+  # The training clock: since the first epoch began, less compilation; so less than the
+  # time since the command started.
   clocks = [l['train_clock_s'] for l in lines]
   assert 0 < clocks[0] < lines[0]['elapsed_s'] - lines[0]['startup_compile_s']
   assert clocks == sorted(clocks)
