@@ -1,7 +1,8 @@
 """This checkout against an older commit, side by side on one machine; one JSON object.
 
   python benchmarks/versus.py --baseline=c3badfb --manual_dir=../shared/datasets/mnist \
-      [--full_configs=fast --seeds=0,1,2,3,4] [--speed_configs=default,best --rounds=3]
+      [--full_configs=fast --seeds=0,1,2,3,4] [--speed_configs=default,best --rounds=3] \
+      [--baseline_python=OLD_VENV/bin/python]
 
 Machines differ 2-3x in speed, so a speed-up is only a ratio measured in one
 run on one machine. The baseline commit is exported (`git archive`) to a
@@ -35,6 +36,8 @@ from mnist_jax.sweep import mean_std
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_string('baseline', 'c3badfb', 'The commit to compare against.')
+flags.DEFINE_string('baseline_python', None, 'The Python (of a virtualenv) that runs the '
+                    'baseline, for a baseline on another stack; default: this one.')
 flags.DEFINE_list('full_configs', ['fast'], 'Configs run end to end, once per seed.')
 flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Seeds of the full runs.')
 flags.DEFINE_list('speed_configs', ['default', 'best'], 'Configs whose images/s are compared.')
@@ -60,7 +63,8 @@ def export(commit: str, folder: str) -> str:
 
 def run_py(tree: str, configs: list[str], extra: list[str]) -> dict:
   """`tree`'s own benchmarks/run.py, on `tree`'s code: {config: result}."""
-  cmd = [sys.executable, os.path.join(tree, 'benchmarks', 'run.py'),
+  python = sys.executable if tree == ROOT else FLAGS.baseline_python or sys.executable
+  cmd = [python, os.path.join(tree, 'benchmarks', 'run.py'),
          f'--configs={",".join(configs)}', f'--steps={FLAGS.steps}', *extra]
   cmd += [f'--manual_dir={FLAGS.manual_dir}'] if FLAGS.manual_dir else []
   cmd += [f'--data_dir={FLAGS.data_dir}'] if FLAGS.data_dir else []
@@ -70,6 +74,14 @@ def run_py(tree: str, configs: list[str], extra: list[str]) -> dict:
     sys.exit(f'Error: {" ".join(cmd)} failed in {tree}:\n{done.stderr[-3000:]}')
   results = json.loads(done.stdout)['configs']
   return {key.split(' ')[0]: value for key, value in results.items()}
+
+
+def stack(python: str) -> dict:
+  """The interpreter, Python and JAX versions that one side runs on."""
+  versions = subprocess.run([python, '-c', 'import sys, jax, flax; print(sys.version.split()[0], '
+                             'jax.__version__, flax.__version__)'],
+                            capture_output=True, text=True, check=True).stdout.split()
+  return dict(zip(('executable', 'python', 'jax', 'flax'), [python, *versions]))
 
 
 def alternate(i: int, trees: dict[str, str]) -> list[tuple[str, str]]:
@@ -82,7 +94,9 @@ def main(_):
   current = subprocess.run(['git', '-C', ROOT, 'describe', '--always', '--dirty'],
                            capture_output=True, text=True).stdout.strip()
   results = {'hardware': {'platform': platform.platform(), 'cpu': hardware.cpu()},
-             'current': current, 'full_runs': {}, 'speed': {}}
+             'current': current, 'full_runs': {}, 'speed': {},
+             'stack': {side: stack(python) for side, python in (
+                 ('old', FLAGS.baseline_python or sys.executable), ('new', sys.executable))}}
   with tempfile.TemporaryDirectory() as scratch:
     results['baseline'] = export(FLAGS.baseline, scratch)
     trees = {'old': os.path.join(scratch, 'tree'), 'new': ROOT}

@@ -1,18 +1,16 @@
-"""TPU: the default CNN sized for 8 TPU cores (a Colab TPU, a pod slice).
+"""TPU: the default CNN with batches of 1024 in bfloat16.
 
 Command, on a TPU VM (notebooks/colab_tpu.ipynb does the same on Colab):
   python main.py --workdir=runs/tpu --config=configs/tpu.py
-On a pod slice, run the same command on every worker with --multihost (JAX
-finds the other workers itself); --workdir must then be a folder every worker
-can write, e.g. a shared file system.
+On one chip (Colab's TPU runtime is one v5e: one JAX device) each batch runs
+whole on it; on a pod slice, run the same command on every worker with
+--multihost (JAX finds the other workers itself) and each batch is split over
+all the chips; --workdir must then be a folder every worker can write.
 
-Batches of 1024 are 128 images per core; convolutions and dense layers compute
-in bfloat16 (weights, optimizer state and the loss stay float32), which TPUs run
-natively and which halves the activations' memory traffic. Not yet measured on
-a TPU (none was available to us). On a 2-core AMD EPYC CPU (generation not recorded), which computes
-bfloat16 slowly (`python benchmarks/run.py --configs=tpu --full_runs`), one
-seed (seed 0): 99.42%
-after 15 epochs, 99.0% after epoch 9 (231 s), 2,249 training images/s.
+Convolutions and dense layers compute in bfloat16 (weights, optimizer state and
+the loss stay float32), which TPUs run natively. Not yet measured on a TPU.
+On a 2-core AMD EPYC CPU (`python benchmarks/run.py --configs=tpu --full_runs`,
+seed 0): 99.42% after 15 epochs.
 """
 
 from configs import default

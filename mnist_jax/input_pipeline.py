@@ -252,7 +252,11 @@ def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[
           f'files not found in {manual_dir}')))
   # TensorFlow costs seconds to import: only the data loading pays for it.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f'tfds needs TensorFlow to prepare {dataset} the first time ({e}): '
+                    'pip install -e .[tf] (or any TensorFlow build this machine has).') from e
   tf.config.set_visible_devices([], 'GPU')  # Leave accelerators to JAX.
 
   builder = tfds.builder(dataset, data_dir=data_dir and os.path.expanduser(data_dir))

@@ -288,7 +288,7 @@ def make_train_step(config, graphdef, tx, mesh, dataset: str, steps: int):
     state = state.replace(step=state.step + 1, params=params, model_state=model_state,
                           opt_state=opt_state,
                           ema_params=ema_update(state.ema_params, params, state.step + 1))
-    return state, sums.merge(loss, correct, optax.global_norm(grads),
+    return state, sums.merge(loss, correct, optax.tree.norm(grads),
                              jnp.asarray(schedule(state.step - 1), jnp.float32))
 
   def steps_fn(state, sums, images, labels, perm, num_steps):
@@ -426,30 +426,6 @@ def restore_trained(workdir: str, config, step: int | None = None):
     return graphdef, ckpt.restore(state, step, required=True), mesh
 
 
-def check_devices() -> None:
-  """Refuses several CPU devices in one process, where XLA:CPU can deadlock.
-
-  With jaxlib 0.10.2, the all-reduce of the gradients runs on XLA:CPU's
-  intra-op thread pool, which has one thread per core; when those threads all
-  wait in the all-reduce for devices whose own work needs the same pool, no
-  device can go on (seen with the default model on 8 host devices of a 2-core
-  CPU: 7 of 8 arrived, then XLA aborted after 40 s). Host devices share the
-  same cores anyway, so they add no speed. Several processes with one CPU
-  device each exchange gradients over gloo instead and are not affected.
-  MNIST_JAX_ALLOW_CPU_DEVICES=1 lets tests exercise the sharding code with
-  small models, where it has not deadlocked.
-  """
-  local = jax.local_device_count()
-  if (jax.default_backend() == 'cpu' and local > 1
-      and os.environ.get('MNIST_JAX_ALLOW_CPU_DEVICES') != '1'):
-    raise UserError(
-        f'{local} CPU devices in one process (XLA_FLAGS=--xla_force_host_platform_'
-        'device_count): XLA:CPU\'s all-reduce can deadlock on them, and they share the same '
-        'cores, so they add no speed. Train on one device (unset that flag), or in several '
-        'processes of one device each; MNIST_JAX_ALLOW_CPU_DEVICES=1 overrides this, for '
-        'testing the sharding code on small models.')
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        start_time: float | None = None,
                        data: dict[str, input_pipeline.Split] | None = None,
@@ -469,7 +445,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Every program, however quick to compile: 28 small ones compiled again at each
     # start-up cost `fast` 0.6 s.
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-  check_devices()
   mesh = make_mesh()
   multiple = mesh.size * config.microbatches
   if config.batch_size % multiple:

@@ -63,7 +63,7 @@ def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
   moved = os.listdir(workdir / 'checkpoints_damaged')
   assert len(moved) == 1 and moved[0].startswith('16_')  # Set aside, not deleted.
   assert sorted(os.listdir(workdir / 'checkpoints'), key=int) == ['8', '16', '24']
-  lines = [json.loads(l) for l in open(workdir / 'metrics.jsonl')]
+  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert [l['epoch'] for l in lines] == [1, 2, 3]
 
 
@@ -179,22 +179,3 @@ def test_links_fifos_and_unreadable_folders_are_named(tmp_path, monkeypatch):
   monkeypatch.setattr(os, 'walk', walk)
   with pytest.raises(UserError, match='No images found.*locked: Permission denied'):
     predict.predict_files([str(folder)], str(tmp_path / 'no-run'))
-
-
-@pytest.mark.parametrize('devices', [2, 8])
-def test_several_cpu_devices_are_refused_at_once_not_deadlocked(mnist_dirs, tmp_path, devices):
-  """The default model on several host devices deadlocked in XLA:CPU's all-reduce
-  (see train.check_devices); it is now one message before any data is read."""
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
-  env.pop('MNIST_JAX_ALLOW_CPU_DEVICES', None)
-  start = time.time()
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={tmp_path / "run"}',
-       f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}',
-       '--config.train_steps_per_epoch=20', '--config.num_epochs=1'],
-      capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-  assert result.returncode == 1, result.stderr[-2000:]
-  assert f'{devices} CPU devices in one process' in result.stderr
-  assert 'Traceback' not in result.stderr and time.time() - start < 120
-  assert not os.path.exists(tmp_path / 'run' / 'metrics.jsonl')

@@ -1,5 +1,7 @@
 """Data loading, normalization and augmentation."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 
 from conftest import synthetic_split
 from mnist_jax import input_pipeline
+from mnist_jax.errors import UserError
 
 
 def test_first_tfds_read_is_cached_and_cut_into_process_shares(tmp_path, monkeypatch):
@@ -34,6 +37,16 @@ def test_first_tfds_read_is_cached_and_cut_into_process_shares(tmp_path, monkeyp
     assert max(sizes) - min(sizes) <= 1
     np.testing.assert_array_equal(
         np.concatenate([share[split].images for share in shares]), splits[split].images)
+
+
+def test_without_tensorflow_preparing_the_data_is_one_message(tmp_path, monkeypatch):
+  """TensorFlow is an extra ([tf]): a machine without one is told how to get it."""
+  monkeypatch.setitem(sys.modules, 'tensorflow', None)  # `import tensorflow` fails.
+  (tmp_path / 'manual').mkdir()
+  for name in input_pipeline.OFFICIAL_FILES:
+    (tmp_path / 'manual' / name).write_bytes(b'')
+  with pytest.raises(UserError, match=r'needs TensorFlow.*pip install -e \.\[tf\]'):
+    input_pipeline.load('mnist', str(tmp_path / 'tfds'), str(tmp_path / 'manual'))
 
 
 def test_normalize_uses_dataset_statistics():

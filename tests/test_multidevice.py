@@ -1,7 +1,7 @@
 """Data parallelism over 8 fake CPU devices and over several processes, against one device.
 
-The processes run on localhost and exchange gradients over gloo, as hosts of a
-pod or cluster would over the network.
+The real `default` config, one epoch. The processes run on localhost and exchange
+gradients over gloo, as hosts of a pod or cluster would over the network.
 """
 
 import json
@@ -16,7 +16,6 @@ import time
 import pytest
 
 from conftest import ROOT, tiny_command
-from configs import tiny
 from mnist_jax import evaluate, train
 from mnist_jax.errors import UserError
 
@@ -24,9 +23,9 @@ from mnist_jax.errors import UserError
 WORKER = textwrap.dedent('''
     import json
     import jax
-    from configs import tiny
+    from configs import default
     from mnist_jax import input_pipeline, train
-    config = tiny.get_config()
+    config = default.get_config()
     config.num_epochs = 1
     config.update(json.loads({overrides!r}))
     data = input_pipeline.load('mnist', {data_dir!r}, {manual_dir!r})
@@ -40,15 +39,14 @@ WORKER = textwrap.dedent('''
         'devices': jax.device_count(),
         'param_devices': len(jax.tree.leaves(state.params)[0].sharding.device_set),
         'param_replicated': jax.tree.leaves(state.params)[0].sharding.is_fully_replicated,
-        'per_device_batch_in_hlo': 'f32[8,28,28,1]' in hlo or 'f32[8,28,28,8]' in hlo,
-        'all_reduce_in_hlo': 'all-reduce' in hlo,
+        'hlo': hlo,
         'metrics': metrics}}))
 ''')
 
 
 def run_worker(devices, workdir, mnist_dirs, **overrides):
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', MNIST_JAX_ALLOW_CPU_DEVICES='1')
+             JAX_PLATFORMS='cpu')
   code = WORKER.format(overrides=json.dumps(overrides), data_dir=mnist_dirs[1],
                        manual_dir=mnist_dirs[0], workdir=str(workdir))
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -71,20 +69,26 @@ def runs(mnist_dirs, tmp_path_factory):
   return out
 
 
+# One epoch on 8 devices and on 1 differ only in the order of float sums.
+TOLERANCE = 0.001  # 0.1 percentage points: 10 test images.
+
+
 def test_eight_devices_match_one(runs):
   one, eight = runs[1][1], runs[8][1]
   assert one['devices'] == 1 and eight['devices'] == 8
+  assert one['metrics']['test_accuracy'] > 0.98, one['metrics']
   diff = abs(one['metrics']['test_accuracy'] - eight['metrics']['test_accuracy'])
-  assert diff <= 0.0005, (one['metrics'], eight['metrics'])  # 0.05 percentage points.
+  assert diff <= TOLERANCE, (one['metrics'], eight['metrics'])
 
 
 def test_each_step_runs_on_all_eight(runs):
   eight = runs[8][1]
   assert eight['param_devices'] == 8 and eight['param_replicated']
-  # The batch of 64 is split: each device convolves 8 images, and the
-  # gradients are summed across devices.
-  assert eight['per_device_batch_in_hlo'] and eight['all_reduce_in_hlo']
-  assert not runs[1][1]['all_reduce_in_hlo']
+  # The batch of 128 is 4 microbatches of 32, each split over the 8 devices: each
+  # device convolves 4 images at a time, and the gradients are summed across devices.
+  assert 'f32[4,28,28,1]' in eight['hlo'] and 'f32[32,28,28,1]' not in eight['hlo']
+  assert 'all-reduce' in eight['hlo']
+  assert 'f32[32,28,28,1]' in runs[1][1]['hlo'] and 'all-reduce' not in runs[1][1]['hlo']
 
 
 def test_checkpoint_from_eight_devices_restores_on_one(runs, mnist):
@@ -94,9 +98,9 @@ def test_checkpoint_from_eight_devices_restores_on_one(runs, mnist):
 
 
 def test_batch_not_divisible_by_devices(mnist_dirs, tmp_path):
-  result = run_worker(8, tmp_path / 'run', mnist_dirs, batch_size=60)
+  result = run_worker(8, tmp_path / 'run', mnist_dirs, batch_size=80)
   assert result.returncode != 0
-  assert 'not divisible by the 8 devices' in result.stderr
+  assert 'not divisible by the 8 devices times --config.microbatches=4' in result.stderr
 
 
 def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1, config='tiny'):
@@ -104,7 +108,7 @@ def launch(num_processes, workdir, mnist_dirs, *flags, devices_per_process=1, co
   with socket.socket() as sock:  # A free port for the coordinator.
     sock.bind(('localhost', 0))
     port = sock.getsockname()[1]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', MNIST_JAX_ALLOW_CPU_DEVICES='1',
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}')
   out = []
   for i in range(num_processes):
@@ -142,11 +146,11 @@ def read_metrics(workdir):
 
 @pytest.fixture(scope='module')
 def two_processes(mnist_dirs, tmp_path_factory):
-  """The one-device run's config on 2 processes x 2 devices."""
+  """The one-device run's config (default, one epoch) on 2 processes x 2 devices."""
   workdir = str(tmp_path_factory.mktemp('two') / 'run')
   codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.num_epochs=1',
                               f'--config.validation_size={VALIDATION_SIZE}',
-                              devices_per_process=2))
+                              devices_per_process=2, config='default'))
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   return workdir, logs
 
@@ -157,7 +161,7 @@ def test_two_processes_match_one(runs, two_processes):
   assert devices.count('CpuDevice') == 4 and '(process 0 of 2)' in devices
   [metrics] = read_metrics(workdir)  # One line: only process 0 writes.
   one = runs[1][1]['metrics']
-  assert abs(metrics['test_accuracy'] - one['test_accuracy']) <= 0.0005, (metrics, one)
+  assert abs(metrics['test_accuracy'] - one['test_accuracy']) <= TOLERANCE, (metrics, one)
   assert len(os.listdir(os.path.join(workdir, 'tensorboard'))) == 1
   assert 'test accuracy' in logs[0] and 'test accuracy' not in logs[1]
 
@@ -202,15 +206,3 @@ def test_dead_process_stops_the_others_then_all_resume(mnist_dirs, tmp_path):
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   assert 'Resuming from the checkpoint at step 200' in logs[0]
   assert [m['epoch'] for m in read_metrics(workdir)] == [1, 2, 3]
-
-
-def test_default_model_on_two_processes_trains(mnist_dirs, tmp_path):
-  """The real default model (not tiny) over 2 processes of one CPU device each,
-  whose gradients go over gloo: it trains, where 2 or 8 host devices in one
-  process deadlocked (see test_faults)."""
-  workdir = str(tmp_path / 'run')
-  codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.train_steps_per_epoch=30',
-                              '--config.num_epochs=1', config='default'))
-  assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-  [metrics] = read_metrics(workdir)
-  assert metrics['step'] == 30 and metrics['test_accuracy'] > 0.5, metrics

@@ -167,7 +167,7 @@ def test_muon_orthogonalizes_convolution_kernels_and_nadam_moves_the_rest(tiny_c
 def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   tiny_config.num_epochs = 3
   metrics = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
-  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [l['epoch'] for l in lines] == [1, 2, 3]
   assert [l['step'] for l in lines] == [8, 16, 24]
   for line in lines:
@@ -305,7 +305,8 @@ def test_resume_matches_uninterrupted_run(tiny_config, synthetic_data, tmp_path,
   resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'crashed'), data=synthetic_data)
   drop_time = lambda m: {k: v for k, v in m.items() if not k.endswith('_s')}
   assert drop_time(resumed) == drop_time(full)
-  lines = lambda d: [drop_time(json.loads(l)) for l in open(tmp_path / d / 'metrics.jsonl')]
+  lines = lambda d: [drop_time(json.loads(l))
+                     for l in (tmp_path / d / 'metrics.jsonl').read_text().splitlines()]
   assert lines('crashed') == lines('full')
   params = lambda d: _restore_params(tiny_config, tmp_path / d / 'checkpoints')
   for a, b in zip(jax.tree.leaves(params('full')), jax.tree.leaves(params('crashed'))):

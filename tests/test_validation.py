@@ -39,7 +39,7 @@ def test_validation_is_never_trained_on_and_scored_each_epoch(tiny_config, synth
   assert metrics['val_accuracy'] > 0.5  # The synthetic classes are easy.
   assert sum('val accuracy' in r.getMessage() for r in caplog.records) == 2
   [events] = os.listdir(tmp_path / 'tensorboard')
-  assert b'val_accuracy' in open(tmp_path / 'tensorboard' / events, 'rb').read()
+  assert b'val_accuracy' in (tmp_path / 'tensorboard' / events).read_bytes()
 
   # --mode=eval scores the same held-out images: the same figure.
   report = evaluate.evaluate([str(tmp_path)], data=data)
