@@ -41,6 +41,8 @@ def test_first_tfds_read_is_cached_and_cut_into_process_shares(tmp_path, monkeyp
 
 def test_without_tensorflow_preparing_the_data_is_one_message(tmp_path, monkeypatch):
   """TensorFlow is an extra ([tf]): a machine without one is told how to get it."""
+  import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
+  # Imported whole first: a tfds imported while TensorFlow is missing stays broken.
   monkeypatch.setitem(sys.modules, 'tensorflow', None)  # `import tensorflow` fails.
   (tmp_path / 'manual').mkdir()
   for name in input_pipeline.OFFICIAL_FILES:
