@@ -1,36 +1,13 @@
-"""Default: the recommended CNN for MNIST.
+"""Default: the recommended CNN for MNIST (16/32 channels, random shifts, 15 epochs).
 
 Command:
   python main.py --workdir=runs/default
 
-Measured with `python benchmarks/run.py --configs=default --full_runs
---seeds=0,1,2 --set=microbatches=4` (what default sets now), JAX 0.10.2, on a 2-core
-Intel Xeon, family 6 model 207 (AVX-512, AMX): test accuracy 99.46 +- 0.04% (mean +-
-sample std of seeds 0-2: 99.50, 99.46, 99.42%), 99.0% reached after epochs 5-7,
-62.9 +- 4.2 s after the command started; 146 +- 7 s wall; 6,731 training images/s
-(benchmarks/results/cpu_xeon_default_microbatches_3_seeds.json). In one part (4 parts
-train 1.43x its images/s, median of 8 interleaved rounds in one process) and before the
-first convolution became nine multiply-adds: 99.46 +- 0.04% (99.47, 99.42, 99.50%),
-107 +- 14 s to 99%, 261 +- 11 s wall, 3,567 images/s
-(cpu_xeon_default_3_seeds.json); that convolution alone gave 4,549 against 3,747
-training images/s, 1.21x, side by side (`python benchmarks/versus.py
---baseline=c3badfb`, cpu_xeon_versus_c3badfb_speed.json; 1.06x in a later run of
-the same script, cpu_xeon_versus_c3badfb_ec3052f.json: this VM's speed moves between runs);
-in 4 parts (median of 3 rounds each): 6,384 against c3badfb's 4,455 training images/s,
-1.43x (cpu_xeon_versus_c3badfb_a3c2bd1.json), 5,610 against 3,156, 1.78x
-(..._6a35730.json, where c3badfb's side ran slower), and 5,929 against 3,886, 1.53x, in
-the latest run (cpu_xeon_versus_c3badfb.json).
-In one part, seed 0 alone gave
-the same 99.47% on a 2-core AMD EPYC (generation not recorded; 162 s, 5,747 images/s),
-and on one NVIDIA H100 (JAX 0.11.2, code of 2026-11-24): 632,384 training images/s
-(a whole epoch per jitted call), 99.0% after 18.9 s, final 99.44%, 22.2 s wall.
-On one NVIDIA H200 (JAX 0.11.2, in the 4 parts set here; benchmarks/results/h200_speed.json),
-seed 0: 437,592 training images/s, 99.0% after 1.77 s of training alone (epoch 5; 18.0 s
-from the command's start), 99.5% after 3.10 s (epoch 11), final 99.54%. On one NVIDIA
-H100 (commit c266465; benchmarks/results/h100_speed.json), seed 0: 397,853 images/s,
-99.0% after 1.67 s of training alone (17.8 s from the start), 99.5% after 3.30 s, 99.51%.
-The hyper-parameters were chosen on the test set, before there was a validation
-split; it has not been swept.
+On a 2-core Intel Xeon (family 6 model 207), JAX 0.10.2, seeds 0-2: 99.46 +- 0.04%
+test accuracy, 99.0% after 63 +- 4 s, 146 +- 7 s wall
+(benchmarks/results/cpu_xeon_default_microbatches_3_seeds.json). Its hyper-parameters
+were chosen on the test set, before there was a validation split. How it got here, and
+GPU figures: benchmarks/results/design_notes.md.
 """
 
 import ml_collections
@@ -73,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Optimization.
   # adam, adamw, sgd, nesterov, or muon: Muon on the convolution kernels at
-  # muon_learning_rate, Adam on the rest at learning_rate (train.muon; the mlp
+  # muon_learning_rate, Adam on the rest at learning_rate (optimizer.muon; the mlp
   # model has no convolutions: Adam with Nesterov momentum alone).
   config.optimizer = 'adam'
   config.learning_rate = 3e-3
@@ -88,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.ema_decay = 0.0
   config.batch_size = 128
   # The batch's gradient as this many independent parts of one step, which
-  # XLA:CPU runs on different cores at once (train.make_train_step): 1.43x the
+  # XLA:CPU runs on different cores at once (step.accumulate_gradient): 1.43x the
   # images/s of one part for this model on a 2-core Xeon. 1 with batch norm.
   config.microbatches = 4
   config.num_epochs = 15

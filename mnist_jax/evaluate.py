@@ -16,7 +16,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from mnist_jax import config_lib, input_pipeline, plots, train, workdir as workdir_lib
+from mnist_jax import config_lib, inference, input_pipeline, plots, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 CALIBRATION_BINS = 15
@@ -76,11 +76,11 @@ def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=No
 
   `tta`: the average over the TTA_SHIFTS views of each image.
   """
-  graphdef, state, mesh = train.restore_trained(workdir, config, step)
+  graphdef, state, mesh = inference.restore(workdir, config, step)
   shifts = TTA_SHIFTS if tta else ((0, 0),)
   views = input_pipeline.Split(np.concatenate([shift(test.images, *s) for s in shifts]),
                                np.tile(test.labels, len(shifts)))
-  evaluator = train.Evaluator(graphdef, views, config.dataset, config.eval_batch_size, mesh)
+  evaluator = inference.Evaluator(graphdef, views, config.dataset, config.eval_batch_size, mesh)
   logits = evaluator.logits(state.eval_params, state.model_state)
   probabilities = jax.nn.softmax(logits).reshape(len(shifts), len(test), -1).mean(axis=0)
   return np.asarray(probabilities), int(state.step)

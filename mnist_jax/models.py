@@ -45,14 +45,10 @@ def conv3x3_one_channel(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The 'SAME' 3x3 convolution of one-channel images, [B, H, W, 1] with a
   [3, 3, 1, F] kernel, as nine broadcast multiply-adds.
 
-  The same function as `lax.conv_general_dilated`, computed the way XLA:CPU does
-  fastest (jaxlib 0.10.2, 2-core Xeon, batch 32, 28x28, F=16): lax.conv spent
-  1.0 ms on this forward pass, where one input channel leaves its kernels nothing
-  to vectorize over, and this fused loop 0.13 ms. Its backward pass (below) is
-  one [9, B*H*W] x [B*H*W, F] matrix product for the kernel. Forward and backward
-  were faster in every case measured (batch 32 to 1000, F = 16 and 32); the forward
-  pass alone not with F = 32 at batch 1000 (69 ms against lax.conv's 52 ms, with
-  ReLU and pooling), which makes `best` evaluate slower (see README, Figures).
+  The same function as `lax.conv_general_dilated`, computed the way XLA:CPU runs
+  fastest: with one input channel, lax.conv's kernels have nothing to vectorize
+  over. Its backward pass (below) is one [9, B*H*W] x [B*H*W, F] matrix product for
+  the kernel. Timings: benchmarks/results/design_notes.md.
   """
   return sum(t * k for t, k in zip(_taps(x), kernel.reshape(9, 1, -1)))
 

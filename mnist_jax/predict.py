@@ -354,9 +354,9 @@ class Predictor:
   def from_workdir(cls, workdir: str, step: int | None = None, batch: int = BATCH):
     import jax  # pylint: disable=g-import-not-at-top
     from flax import nnx  # pylint: disable=g-import-not-at-top
-    from mnist_jax import config_lib, input_pipeline, train  # pylint: disable=g-import-not-at-top
+    from mnist_jax import config_lib, inference, input_pipeline  # pylint: disable=g-import-not-at-top
     config = config_lib.load_saved(workdir)
-    graphdef, state, _ = train.restore_trained(workdir, config, step)
+    graphdef, state, _ = inference.restore(workdir, config, step)
     model = nnx.merge(graphdef, state.eval_params, state.model_state)
     apply = jax.jit(lambda x: jax.nn.softmax(model(input_pipeline.normalize(x, config.dataset))))
     return cls(config, apply, int(state.step), batch)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from mnist_jax import checkpoints, config_lib, predict, train, workdir as workdir_lib
+from mnist_jax import checkpoints, config_lib, inference, predict, train, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 CLEAN = lambda m: {k: v for k, v in m.items() if not k.endswith('_s')}  # Not timings.
@@ -71,12 +71,12 @@ def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_pat
   workdir = tmp_path / 'run'
   shutil.copytree(finished[0], workdir)
   _damage(workdir / 'checkpoints' / '24', 'truncated')
-  _, state, _ = train.restore_trained(str(workdir), tiny_config)
+  _, state, _ = inference.restore(str(workdir), tiny_config)
   assert int(state.step) == 16
   for step in ('8', '16'):
     _damage(workdir / 'checkpoints' / step, 'deleted')
   with pytest.raises(UserError, match='No usable checkpoint'):
-    train.restore_trained(str(workdir), tiny_config)
+    inference.restore(str(workdir), tiny_config)
   assert len(os.listdir(workdir / 'checkpoints_damaged')) == 3
 
 
@@ -151,7 +151,7 @@ def test_a_checkpoint_save_that_fails_mid_run_stops_it(tiny_config, synthetic_da
   with pytest.raises(UserError, match='step 16'):
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   monkeypatch.undo()
-  _, state, _ = train.restore_trained(str(tmp_path), tiny_config)  # Step 8 is still usable.
+  _, state, _ = inference.restore(str(tmp_path), tiny_config)  # Step 8 is still usable.
   assert int(state.step) == 8
 
 

@@ -16,29 +16,28 @@ import time
 import pytest
 
 from conftest import ROOT, tiny_command
-from mnist_jax import evaluate, train
-from mnist_jax.errors import UserError
+from mnist_jax import evaluate
 
 # Runs in a child process: the device count is fixed when JAX starts.
 WORKER = textwrap.dedent('''
     import json
     import jax
     from configs import default
-    from mnist_jax import input_pipeline, train
+    from mnist_jax import input_pipeline, state, step, train
     config = default.get_config()
     config.num_epochs = 1
     config.update(json.loads({overrides!r}))
     data = input_pipeline.load('mnist', {data_dir!r}, {manual_dir!r})
     metrics = train.train_and_evaluate(config, {workdir!r}, data=data)
     # How the step is really laid out: compile it as training does.
-    run, state = train.setup(config, data, train.make_mesh())
+    run, fresh = train.setup(config, data, state.make_mesh())
     perm = run.permutation(1, len(run.labels))
-    sums = jax.device_put(train.TrainMetrics.zeros(), state.step.sharding)
-    hlo = run.train_step.lower(state, sums, run.images, run.labels, perm, 1).compile().as_text()
+    sums = jax.device_put(step.TrainMetrics.zeros(), fresh.step.sharding)
+    hlo = run.train_step.lower(fresh, sums, run.images, run.labels, perm, 1).compile().as_text()
     print(json.dumps({{
         'devices': jax.device_count(),
-        'param_devices': len(jax.tree.leaves(state.params)[0].sharding.device_set),
-        'param_replicated': jax.tree.leaves(state.params)[0].sharding.is_fully_replicated,
+        'param_devices': len(jax.tree.leaves(fresh.params)[0].sharding.device_set),
+        'param_replicated': jax.tree.leaves(fresh.params)[0].sharding.is_fully_replicated,
         'hlo': hlo,
         'metrics': metrics}}))
 ''')

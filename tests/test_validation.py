@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_split
-from mnist_jax import evaluate, input_pipeline, train, workdir as workdir_lib
+from mnist_jax import evaluate, input_pipeline, state as state_lib, train, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 
@@ -27,7 +27,7 @@ def test_validation_is_never_trained_on_and_scored_each_epoch(tiny_config, synth
                                                                 tmp_path, caplog):
   tiny_config.num_epochs, tiny_config.validation_size = 2, 100
   data = synthetic_data  # 512 training images: 412 train, 100 validation.
-  run, _ = train.setup(tiny_config, data, train.make_mesh())
+  run, _ = train.setup(tiny_config, data, state_lib.make_mesh())
   np.testing.assert_array_equal(run.images, data['train'].images[:412])
   assert run.evaluators['val'].num_examples == 100
   caplog.set_level(logging.INFO)
