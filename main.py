@@ -105,7 +105,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   config = FLAGS.config
   import jax
-  from mnist_jax import distributed, logs, train
+  from mnist_jax import distributed, logs
   from mnist_jax.errors import UserError
   gc.freeze()
   gc.enable()
@@ -126,31 +126,7 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # Process 0 tells the story.
     logging.info('JAX devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
                  jax.process_count())
-    if FLAGS.mode == 'train':
-      train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
-    elif FLAGS.mode == 'serve':
-      from mnist_jax import serve
-      serve.serve(FLAGS.workdir, FLAGS.host, FLAGS.port, FLAGS.checkpoint_step)
-    elif FLAGS.mode == 'sweep':
-      from mnist_jax import sweep
-      if not FLAGS.sweep:
-        raise UserError('--mode=sweep needs --sweep=SPEC (a file like sweeps/fast.py).')
-      sweep.run_sweep(config, FLAGS.workdir, FLAGS.sweep, FLAGS.sweep_storage)
-    elif FLAGS.mode == 'explore':
-      from mnist_jax import explore
-      explore.explore(config, FLAGS.workdir)
-    elif FLAGS.mode == 'eval':
-      from mnist_jax import evaluate
-      evaluate.evaluate([FLAGS.workdir, *FLAGS.ensemble], config, FLAGS.checkpoint_step,
-                        tta=FLAGS.tta)
-    else:
-      from mnist_jax import predict
-      if not FLAGS.images:
-        raise UserError('--mode=predict needs --images=PATH (files or folders).')
-      failed = predict.predict_files(FLAGS.images + argv[1:], FLAGS.workdir,
-                                     FLAGS.checkpoint_step, FLAGS.save_preprocessed)
-      if failed:
-        _exit_with(f'{failed} image(s) could not be read; see their "error" lines.')
+    run_mode(config, argv)
   except UserError as e:
     _exit_with(str(e), at_once=multihost)
   except Exception as e:  # pylint: disable=broad-except
@@ -167,6 +143,38 @@ def main(argv):
                f'cannot go on: {cause}\nAnother process most likely stopped; its own log '
                'says why. The checkpoints written so far are kept: start all the processes '
                'again to resume.', at_once=True)
+
+
+def run_mode(config, argv):
+  """--mode's work, in this process. Each mode imports only what it runs: eval,
+  predict and serve never load the training code."""
+  from mnist_jax.errors import UserError
+  if FLAGS.mode == 'train':
+    from mnist_jax import train
+    train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+  elif FLAGS.mode == 'serve':
+    from mnist_jax import serve
+    serve.serve(FLAGS.workdir, FLAGS.host, FLAGS.port, FLAGS.checkpoint_step)
+  elif FLAGS.mode == 'sweep':
+    from mnist_jax import sweep
+    if not FLAGS.sweep:
+      raise UserError('--mode=sweep needs --sweep=SPEC (a file like sweeps/fast.py).')
+    sweep.run_sweep(config, FLAGS.workdir, FLAGS.sweep, FLAGS.sweep_storage)
+  elif FLAGS.mode == 'explore':
+    from mnist_jax import explore
+    explore.explore(config, FLAGS.workdir)
+  elif FLAGS.mode == 'eval':
+    from mnist_jax import evaluate
+    evaluate.evaluate([FLAGS.workdir, *FLAGS.ensemble], config, FLAGS.checkpoint_step,
+                      tta=FLAGS.tta)
+  else:
+    from mnist_jax import predict
+    if not FLAGS.images:
+      raise UserError('--mode=predict needs --images=PATH (files or folders).')
+    failed = predict.predict_files(FLAGS.images + argv[1:], FLAGS.workdir,
+                                   FLAGS.checkpoint_step, FLAGS.save_preprocessed)
+    if failed:
+      _exit_with(f'{failed} image(s) could not be read; see their "error" lines.')
 
 
 if __name__ == '__main__':

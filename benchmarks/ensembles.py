@@ -11,7 +11,7 @@ set is visible as what it is.
 
 --probabilities: the softmax outputs benchmarks/gpu_session.py saved
 (DIR/probabilities_{test,val}.npz; several folders: their runs pooled). The ensemble
-is chosen on validation alone (`choose`: greedy forward selection among the runs that
+is chosen on validation alone (`selection.choose_ensemble`: greedy forward selection among the runs that
 held the same validation images out), then scored once on test; runs without
 validation outputs (trained on all 60,000) are scored alone and averaged all together,
 a choice made before looking.
@@ -25,6 +25,9 @@ import sys
 from absl import app, flags
 import numpy as np
 
+from mnist_jax import evaluate, input_pipeline, logs, selection
+from mnist_jax.errors import UserError
+
 flags.DEFINE_list('workdirs', None, 'Trained workdirs.')
 flags.DEFINE_list('probabilities', None, 'Folders with probabilities_test.npz and '
                   'probabilities_val.npz (benchmarks/gpu_session.py), pooled.')
@@ -35,37 +38,11 @@ FLAGS = flags.FLAGS
 
 
 def accuracy(probabilities, labels) -> float:
-  from mnist_jax import evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.accuracy_and_loss(probabilities, labels)[0]
-
-
-def choose(val: dict[str, np.ndarray], labels: np.ndarray) -> list[str]:
-  """Greedy forward selection on validation: start from the most accurate run, then
-  add (repeats allowed, as weights) the run whose addition leaves the fewest
-  validation errors, ties going to the lower cross-entropy, while that improves
-  either; at most 2x as many members as runs."""
-  from mnist_jax import evaluate  # pylint: disable=g-import-not-at-top
-
-  def score(names):  # Lower is better: fewer errors, then lower cross-entropy.
-    accuracy_, loss = evaluate.accuracy_and_loss(np.mean([val[n] for n in names], axis=0),
-                                                 labels)
-    return -accuracy_, loss
-
-  chosen = [min(val, key=lambda n: score([n]))]
-  best = score(chosen)
-  while len(chosen) < 2 * len(val):
-    scores = {n: score(chosen + [n]) for n in val}
-    candidate = min(scores, key=scores.get)
-    if scores[candidate] >= best:
-      break
-    chosen.append(candidate)
-    best = scores[candidate]
-  return chosen
 
 
 def from_probabilities(folders: list[str]) -> dict:
   """Ensembles of benchmarks/gpu_session.py's runs: chosen on validation, scored on test."""
-  from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   data = input_pipeline.load('mnist', FLAGS.data_dir, FLAGS.manual_dir)
   labels = {'test': data['test'].labels,
             'val': input_pipeline.hold_out(data, FLAGS.validation_size)['validation'].labels}
@@ -86,7 +63,7 @@ def from_probabilities(folders: list[str]) -> dict:
         {'val_accuracy': accuracy(val[run], labels['val'])} if run in val else {})
             for run, p in test.items()}
     full = [run for run in test if run not in val]  # Trained on all 60,000.
-    chosen = choose(val, labels['val']) if val else []
+    chosen = selection.choose_ensemble(val, labels['val']) if val else []
     mean = lambda names, out: np.mean([out[n] for n in names], axis=0)
     result['tta' if tta else 'plain'] = {
         'runs': runs,
@@ -110,8 +87,6 @@ def main(_):
     return
   if not FLAGS.workdirs:
     sys.exit('Error: give --workdirs or --probabilities.')
-  from mnist_jax import evaluate, input_pipeline, logs  # pylint: disable=g-import-not-at-top
-  from mnist_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   logs.quiet_libraries()
   try:
     configs = evaluate.load_members(

@@ -42,6 +42,8 @@ import time
 
 from absl import app, flags
 
+from mnist_jax import selection
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_list('phases', ['speed', 'accuracy'], 'What to measure, in this order.')
@@ -227,18 +229,10 @@ def validation_run(recipe: str, s: int) -> tuple[str, int]:
 
 
 def choose_recipe(runs: dict, seeds: int) -> tuple[str, dict]:
-  """The recipe whose runs' mean final validation accuracy is highest (ties: lower
-  mean validation loss), among those with all `seeds` finished; and each one's means."""
-  means = {}
-  for recipe in RECIPES:
-    last = [runs.get(validation_run(recipe, s)[0], {}).get('epochs', [{}])[-1]
-            for s in range(seeds)]
-    if all('val_accuracy' in e for e in last):
-      means[recipe] = {'val_accuracy': sum(e['val_accuracy'] for e in last) / len(last),
-                       'val_loss': sum(e['val_loss'] for e in last) / len(last)}
-  if not means:
-    return None, means
-  return min(means, key=lambda r: (-means[r]['val_accuracy'], means[r]['val_loss'])), means
+  """selection.choose_recipe over the select phase's runs of each of RECIPES."""
+  return selection.choose_recipe({
+      recipe: [runs.get(validation_run(recipe, s)[0], {}).get('epochs', [{}])[-1]
+               for s in range(seeds)] for recipe in RECIPES})
 
 
 def select() -> None:

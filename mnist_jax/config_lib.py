@@ -5,7 +5,8 @@ import os
 
 import ml_collections
 
-from mnist_jax import workdir as workdir_lib
+from configs import default
+from mnist_jax import input_pipeline, models, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov', 'muon')
@@ -15,7 +16,6 @@ DTYPES = ('float32', 'bfloat16')
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming the first bad value, with what would be valid."""
-  from mnist_jax import input_pipeline, models  # pylint: disable=g-import-not-at-top
   choices = {'dataset': tuple(input_pipeline.CLASS_NAMES), 'model': models.MODELS,
              'optimizer': OPTIMIZERS, 'schedule': SCHEDULES,
              'compute_dtype': DTYPES}
@@ -52,6 +52,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.warmup_epochs >= config.num_epochs and config.schedule == 'cosine':
     raise UserError(f'--config.warmup_epochs={config.warmup_epochs} leaves no epochs '
                     f'for the cosine decay (num_epochs={config.num_epochs}).')
+  if not 0 <= config.momentum < 1:
+    raise UserError(f'--config.momentum must be in [0, 1), got {config.momentum!r}.')
+  _check_sizes(config)
+
+
+def _check_sizes(config: ml_collections.ConfigDict) -> None:
+  """The data, batch, model and crop sizes fit together."""
   if not isinstance(config.validation_size, int) or config.validation_size < 0:
     raise UserError(f'--config.validation_size must be a whole number >= 0, got '
                     f'{config.validation_size!r}.')
@@ -82,8 +89,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train_steps_per_epoch is not None and config.train_steps_per_epoch < 1:
     raise UserError(f'--config.train_steps_per_epoch={config.train_steps_per_epoch} must be '
                     '>= 1 (leave it unset for the whole training set).')
-  if not 0 <= config.momentum < 1:
-    raise UserError(f'--config.momentum must be in [0, 1), got {config.momentum!r}.')
 
 
 DATA_KEYS = ('data_dir', 'manual_dir')
@@ -100,7 +105,6 @@ def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise UserError(f'{path} does not exist: --workdir must name the folder of a '
                     'training run (python main.py --workdir=DIR trains one).')
-  from configs import default  # pylint: disable=g-import-not-at-top
   # Keys added since that run was trained take their defaults (new features are off).
   config = default.get_config()
   try:

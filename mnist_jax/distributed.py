@@ -13,6 +13,8 @@ import socket
 import time
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from mnist_jax import input_pipeline
@@ -47,7 +49,6 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
   JAX_PROCESS_ID). A process that dies makes the others stop: at once when
   they next exchange gradients, at the latest after `heartbeat_timeout_s`.
   """
-  import jax  # pylint: disable=g-import-not-at-top
   env = os.environ.get
   try:
     coordinator_address = coordinator_address or env('JAX_COORDINATOR_ADDRESS')
@@ -90,8 +91,6 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
 
 def load_data(dataset: str, data_dir, manual_dir) -> dict[str, input_pipeline.Split]:
   """Both splits, whole and in order, on every process; each reads only its share."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   count, index = jax.process_count(), jax.process_index()
   if count == 1:
     return input_pipeline.load(dataset, data_dir, manual_dir)
@@ -107,7 +106,6 @@ def load_data(dataset: str, data_dir, manual_dir) -> dict[str, input_pipeline.Sp
 
 def _gather(local: input_pipeline.Split) -> input_pipeline.Split:
   """Every process's share, concatenated in process order."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   sizes = multihost_utils.process_allgather(np.array([len(local)]))[:, 0]
   pad = int(sizes.max()) - len(local)
 

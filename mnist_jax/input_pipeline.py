@@ -1,7 +1,7 @@
 """Reads MNIST-style datasets through tfds once and keeps them as arrays.
 
 MNIST fits in memory many times over, so each split is read once and kept as a
-uint8 array; batches are cut from it on the device (see `train.py`). Measured
+uint8 array; batches are cut from it on the device (see `step.py`). Measured
 on a 2-core CPU, the Flax example's streaming tf.data loop stalled for ~35 s in
 9 of 16 epochs; an in-memory array never waits for the host.
 """
@@ -11,6 +11,8 @@ import os
 import socket
 from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.errors import UserError
@@ -88,8 +90,6 @@ def random_shift(images, key, max_shift: int):
   Runs inside the jitted train step, on the device. Labels are unchanged: a
   digit moved by a pixel or two is the same digit.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n, h, w, c = images.shape
   padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
   offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
@@ -110,8 +110,6 @@ def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_sh
   pixel by about one on average: strokes bend, the digit stays). Runs on the
   device; labels are unchanged. Returns float32 in the input's value range.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   n, h, w, _ = images.shape
   k_angle, k_scale, k_shift = jax.random.split(key, 3)
   angle = jnp.deg2rad(jax.random.uniform(k_angle, (n,), minval=-max_rotation_deg,
@@ -147,8 +145,6 @@ def elastic_displacement(key, shape, alpha: float, sigma: float):
   beyond the border; it cuts the kernel at 4 sigma, this does not), as two matrix
   products so that it runs on the device.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   h, w = shape[-2:]
   ty, tx = (jnp.exp(-0.5 * (jnp.arange(k)[:, None] - jnp.arange(k)) ** 2 / sigma ** 2)
             for k in (h, w))

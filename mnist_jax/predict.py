@@ -18,10 +18,13 @@ import sys
 from typing import Iterable, Sequence
 
 from absl import logging
+from flax import nnx
+import jax
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from mnist_jax import config_lib, inference, input_pipeline
 from mnist_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
@@ -352,9 +355,6 @@ class Predictor:
 
   @classmethod
   def from_workdir(cls, workdir: str, step: int | None = None, batch: int = BATCH):
-    import jax  # pylint: disable=g-import-not-at-top
-    from flax import nnx  # pylint: disable=g-import-not-at-top
-    from mnist_jax import config_lib, inference, input_pipeline  # pylint: disable=g-import-not-at-top
     config = config_lib.load_saved(workdir)
     graphdef, state, _ = inference.restore(workdir, config, step)
     model = nnx.merge(graphdef, state.eval_params, state.model_state)
@@ -386,7 +386,6 @@ class Predictor:
   def answer(self, probabilities: np.ndarray) -> dict:
     """The JSON fields of one prediction: prediction, confidence, probabilities,
     and class_name where the dataset's classes have names (Fashion-MNIST)."""
-    from mnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
     names = input_pipeline.CLASS_NAMES[self.config.dataset]
     best = int(np.argmax(probabilities))
     out = {'prediction': best, 'confidence': round(float(probabilities[best]), 4),

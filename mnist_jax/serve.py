@@ -24,7 +24,16 @@ import socket
 from absl import logging
 import numpy as np
 from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+import uvicorn
 
+import configs
 from mnist_jax import config_lib, input_pipeline, predict, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
@@ -86,7 +95,6 @@ class SecurityHeaders:
 
 
 def _too_large():
-  from starlette.responses import JSONResponse  # pylint: disable=g-import-not-at-top
   return JSONResponse({'error': f'upload too large: at most {MAX_UPLOAD_BYTES // 2**20} MB'},
                       status_code=413, headers={'Connection': 'close'})
 
@@ -100,7 +108,6 @@ def png_base64(digit: np.ndarray) -> str:
 def config_name(config) -> str:
   """Which file in configs/ the run's config is, and what it changed, e.g.
   'fast (seed=3)'; the closest file where it matches none."""
-  import configs  # pylint: disable=g-import-not-at-top
   folder = os.path.dirname(configs.__file__)
   ignore = {*config_lib.DATA_KEYS, 'compilation_cache_dir'}
   saved = {k: v for k, v in config.to_dict().items() if k not in ignore}
@@ -141,15 +148,6 @@ def model_info(workdir: str, predictor: predict.Predictor) -> dict:
 
 def create_app(workdir: str, predictor: predict.Predictor | None = None):
   """The Starlette app answering with `workdir`'s model (loaded once, here)."""
-  # pylint: disable=g-import-not-at-top
-  from starlette.applications import Starlette
-  from starlette.concurrency import run_in_threadpool
-  from starlette.middleware import Middleware
-  from starlette.requests import Request
-  from starlette.responses import FileResponse, JSONResponse
-  from starlette.routing import Mount, Route
-  from starlette.staticfiles import StaticFiles
-  # pylint: enable=g-import-not-at-top
   predictor = predictor or predict.Predictor.from_workdir(workdir, batch=1)
   info = model_info(workdir, predictor)
 
@@ -221,7 +219,6 @@ def check_port_free(host: str, port: int) -> None:
 
 def serve(workdir: str, host: str, port: int, step: int | None = None) -> None:
   """Loads the model once, then serves until ctrl-C."""
-  import uvicorn  # pylint: disable=g-import-not-at-top
   if not 0 < port < 65536:
     raise UserError(f'--port={port}: choose a port from 1 to 65535.')
   check_port_free(host, port)

@@ -33,6 +33,9 @@ import warnings
 
 from absl import logging
 import numpy as np
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from mnist_jax import config_lib, hardware, input_pipeline, plots, train
 from mnist_jax import workdir as workdir_lib
@@ -93,26 +96,7 @@ def load_spec(path: str, base) -> Spec:
   unknown = sorted(set(raw) - set(SPEC_KEYS))
   if unknown:
     raise bad(f'unknown key(s) {", ".join(unknown)}; a spec may have {", ".join(SPEC_KEYS)}.')
-  grid, space = raw.get('grid') or {}, raw.get('space') or {}
-  if not all(isinstance(part, dict) for part in (grid, space, raw.get('config', {}))):
-    raise bad('grid, space and config must be dicts keyed by config keys.')
-  if bool(grid) == bool(space):
-    raise bad('give either a grid or a space (not both, not neither).')
-  for key in [*grid, *space, *raw.get('config', {})]:
-    if key == 'seed':
-      raise bad('seeds are not a hyper-parameter: list them under "seeds".')
-    if key not in base:
-      raise bad(f'{key!r} is not a config key.')
-  for key, values in grid.items():
-    if not isinstance(values, (list, tuple)) or not values:
-      raise bad(f'grid[{key!r}] must be a non-empty list of values.')
-  for key, dist in space.items():
-    if not (isinstance(dist, (list, tuple)) and dist and (
-        dist[0] in RANGES and len(dist) == 3
-        and all(isinstance(v, (int, float)) for v in dist[1:]) and dist[1] < dist[2]
-        or dist[0] == 'choice' and len(dist) == 2 and len(dist[1]) > 0)):
-      raise bad(f'space[{key!r}]={dist!r}: expected (\'float\' | \'log\' | \'int\', low, high) '
-                'with low < high, or (\'choice\', [values]).')
+  grid, space = _check_search(raw, base, bad)
   metric = raw.get('metric', 'val_accuracy')
   if metric not in METRICS:
     hint = ' A sweep never chooses on the test set.' if metric.startswith('test') else ''
@@ -136,23 +120,54 @@ def load_spec(path: str, base) -> Spec:
   spec = Spec({k: list(v) for k, v in grid.items()}, {k: list(v) for k, v in space.items()},
               tuple(seeds), trials, metric, dict(raw.get('config', {})),
               None if prune is None else {**DEFAULT_PRUNE, **prune}, heartbeat)
-  check = trial_config(base, spec, {}, seeds[0])
+  _check_every_value(base, spec, bad)
+  return spec
+
+
+def _check_search(raw: dict, base, bad) -> tuple[dict, dict]:
+  """The spec's grid or space, each key a config key and each value well formed."""
+  grid, space = raw.get('grid') or {}, raw.get('space') or {}
+  if not all(isinstance(part, dict) for part in (grid, space, raw.get('config', {}))):
+    raise bad('grid, space and config must be dicts keyed by config keys.')
+  if bool(grid) == bool(space):
+    raise bad('give either a grid or a space (not both, not neither).')
+  for key in [*grid, *space, *raw.get('config', {})]:
+    if key == 'seed':
+      raise bad('seeds are not a hyper-parameter: list them under "seeds".')
+    if key not in base:
+      raise bad(f'{key!r} is not a config key.')
+  for key, values in grid.items():
+    if not isinstance(values, (list, tuple)) or not values:
+      raise bad(f'grid[{key!r}] must be a non-empty list of values.')
+  for key, dist in space.items():
+    if not (isinstance(dist, (list, tuple)) and dist and (
+        dist[0] in RANGES and len(dist) == 3
+        and all(isinstance(v, (int, float)) for v in dist[1:]) and dist[1] < dist[2]
+        or dist[0] == 'choice' and len(dist) == 2 and len(dist[1]) > 0)):
+      raise bad(f'space[{key!r}]={dist!r}: expected (\'float\' | \'log\' | \'int\', low, high) '
+                'with low < high, or (\'choice\', [values]).')
+  return grid, space
+
+
+def _check_every_value(base, spec: Spec, bad) -> None:
+  """Every trial's config validates, before anything trains: a typo fails now, not
+  at trial 7; and there is a validation split to choose on."""
+  check = trial_config(base, spec, {}, spec.seeds[0])
   if not check.validation_size:
     raise bad('the sweep chooses on the validation split, but validation_size is 0: set '
               'it in the spec\'s config (e.g. {"validation_size": 10000}) or with '
               '--config.validation_size.')
-  # Every value is checked before anything trains: a typo fails now, not at trial 7.
-  if grid:
-    candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+  if spec.grid:
+    candidates = [dict(zip(spec.grid, values))
+                  for values in itertools.product(*spec.grid.values())]
   else:  # Each range's ends and each choice, one key at a time.
-    candidates = [{key: value} for key, dist in space.items()
+    candidates = [{key: value} for key, dist in spec.space.items()
                   for value in (dist[1] if dist[0] == 'choice' else dist[1:])]
   for params in candidates:
     try:
-      config_lib.validate(trial_config(base, spec, params, seeds[0]))
+      config_lib.validate(trial_config(base, spec, params, spec.seeds[0]))
     except UserError as e:
       raise bad(f'{_describe(params)}: {e}') from e
-  return spec
 
 
 def _encode(value):
@@ -227,7 +242,6 @@ class _Objective:
     self.base, self.spec, self.workdir, self.data = base, spec, workdir, data
 
   def __call__(self, trial):
-    import optuna  # pylint: disable=g-import-not-at-top
     spec = self.spec
     params = _suggest(trial, spec)
     retried = trial.user_attrs.get('first_trial')  # Copied when a trial is retried.
@@ -283,8 +297,6 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
   A study started with another spec or base config is refused: its trials would
   not be comparable with this one's.
   """
-  import optuna  # pylint: disable=g-import-not-at-top
-  from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback  # pylint: disable=g-import-not-at-top
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   # Heartbeats, their retry callback and fail_stale_trials have been "experimental" since 2021.
   warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
@@ -327,8 +339,6 @@ def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None
               data=None) -> list[dict]:
   """Runs (or resumes, or helps with) a sweep until its budget is finished;
   writes and returns its table."""
-  import optuna  # pylint: disable=g-import-not-at-top
-  from optuna.trial import TrialState  # pylint: disable=g-import-not-at-top
   spec = load_spec(spec_path, base)
   workdir_lib.prepare(workdir)
   study = open_study(spec, workdir, storage_url, base)
@@ -378,7 +388,6 @@ def mean_std(values) -> dict | None:
 def table(study, spec: Spec) -> list[dict]:
   """One row per configuration (its finished trial; a completed one over a pruned
   duplicate), sorted by the validation metric, pruned ones last."""
-  from optuna.trial import TrialState  # pylint: disable=g-import-not-at-top
   chosen = {}
   for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
     key = _key(trial.params)

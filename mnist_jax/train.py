@@ -185,13 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
 
-  Where the time goes is written to metrics.jsonl: each epoch's `epoch_train_s` and
-  `epoch_eval_s`; `train_clock_s`, the training clock: seconds since this process's
-  first epoch began, less the time spent compiling since (compile_clock); and on the
-  first line a process writes, its start-up: imports (from `start_time` to this
-  call), data loading, setup (jitted pieces, data on the devices, state initialized
-  or restored), the first train step (compilation included) and the compilation so
-  far (`startup_compile_s`).
+  Where the time goes is written to metrics.jsonl (see epoch_line).
   """
   entered, compiled_at_entry = time.time(), compile_clock.seconds()
   if data is None:
@@ -215,25 +209,15 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
   elif start_step:
     logging.info('Resuming from the checkpoint at step %d.', start_step)
   writer = stack.enter_context(workdir_lib.Writer(workdir, primary))
-
-  def report(step, metrics, rate):
-    epoch, done = divmod(step - 1, run.steps)
-    writer.write(step, {f'train/{k}': v for k, v in metrics.items()} | {
-        'train/images_per_s': rate},
-                 f'epoch {epoch + 1}/{config.num_epochs}  step {done + 1}/{run.steps}  '
-                 f'loss {metrics["loss"]:.4f}  accuracy {100 * metrics["accuracy"]:.2f}%  '
-                 f'lr {metrics["learning_rate"]:.2e}  grad norm {metrics["grad_norm"]:.3f}  '
-                 f'{rate:.0f} images/s')
-
   metrics = history[-1] if history else {}
   for line in history:
     on_evaluation(line)
-  clock_start = None  # The training clock's (time, compilation seconds) at the first epoch.
+  clock = None  # The training clock's start: (time, compilation seconds then).
   for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
     epoch_start = time.time()
-    clock_start = clock_start or (epoch_start, compile_clock.seconds())
+    clock = clock or (epoch_start, compile_clock.seconds())
     try:
-      state, train_metrics = train_epoch(run, state, epoch, report)
+      state, train_metrics = train_epoch(run, state, epoch, progress_reporter(run, writer))
     except Diverged as e:
       last = ckpt.latest_step()
       kept = (f'The last good checkpoint (step {last}) in {ckpt.directory} is kept.'
@@ -243,13 +227,8 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
                       ) from e
     trained = time.time()
     state, eval_metrics = evaluate(run, state)
-    compiling = compile_clock.seconds() - clock_start[1]
-    metrics = {'epoch': epoch, 'step': int(state.step),
-               'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
-               **eval_metrics, 'elapsed_s': round(time.time() - start_time, 2),
-               'epoch_train_s': round(trained - epoch_start, 3),
-               'epoch_eval_s': round(time.time() - trained, 3),
-               'train_clock_s': round(time.time() - clock_start[0] - compiling, 3)}
+    metrics = epoch_line(epoch, int(state.step), train_metrics, eval_metrics, start_time,
+                         (epoch_start, trained), clock)
     if startup:  # This process's first line.
       startup['startup_first_step_s'] = run.train_step.first_call_done - set_up
       startup['startup_compile_s'] = compile_clock.seconds() - compiled_at_entry
@@ -265,3 +244,35 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
       ckpt.save(int(state.step), state)
     on_evaluation(metrics)
   return metrics
+
+
+def progress_reporter(run: Run, writer: workdir_lib.Writer):
+  """train_epoch's `report`: a progress line and the train/* scalars."""
+  def report(step, metrics, rate):
+    epoch, done = divmod(step - 1, run.steps)
+    writer.write(step, {f'train/{k}': v for k, v in metrics.items()} | {
+        'train/images_per_s': rate},
+                 f'epoch {epoch + 1}/{run.config.num_epochs}  step {done + 1}/{run.steps}  '
+                 f'loss {metrics["loss"]:.4f}  accuracy {100 * metrics["accuracy"]:.2f}%  '
+                 f'lr {metrics["learning_rate"]:.2e}  grad norm {metrics["grad_norm"]:.3f}  '
+                 f'{rate:.0f} images/s')
+  return report
+
+
+def epoch_line(epoch, step, train_metrics, eval_metrics, start_time, epoch_times, clock):
+  """An epoch's metrics.jsonl line.
+
+  Where the time went: `elapsed_s` since `start_time` (the command's start);
+  `epoch_train_s` and `epoch_eval_s`; `train_clock_s`, the training clock: seconds
+  since `clock` (this process's first epoch's (time, compile_clock.seconds())), less
+  the compilation since. The process's first line adds its start-up: imports, data,
+  setup (jitted pieces, data on the devices, state initialized or restored), the
+  first train step (compilation included) and the compilation so far.
+  """
+  now, (epoch_start, trained) = time.time(), epoch_times
+  return {'epoch': epoch, 'step': step,
+          'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
+          **eval_metrics, 'elapsed_s': round(now - start_time, 2),
+          'epoch_train_s': round(trained - epoch_start, 3),
+          'epoch_eval_s': round(now - trained, 3),
+          'train_clock_s': round(now - clock[0] - (compile_clock.seconds() - clock[1]), 3)}
