@@ -51,13 +51,55 @@ def answer(page, previous=None):
   return page.locator('#prediction').text_content()
 
 
+def bars(page):
+  """Each bar as the browser drew it: its fill's rendered width as a percentage of its
+  track's, the percentage written beside it, and its class."""
+  return page.eval_on_selector_all('#bars li', """items => items.map(li => ({
+      drawn: 100 * li.querySelector('.fill').getBoundingClientRect().width /
+             li.querySelector('.track').getBoundingClientRect().width,
+      written: parseFloat(li.querySelector('.value').textContent),
+      kind: li.className}))""")
+
+
+def dark_pixels(page):
+  """How many of the canvas's pixels are dark: ink drawn or a picture shown."""
+  return page.evaluate("""() => {
+      const c = document.getElementById('canvas');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) n += d[i] < 128;
+      return n;
+  }""")
+
+
+def inside_first_screen(page, selector):
+  box = page.locator(selector).bounding_box()
+  viewport = page.viewport_size
+  return (page.evaluate('window.scrollY') == 0 and box['y'] >= 0 and box['x'] >= 0
+          and box['y'] + box['height'] <= viewport['height']
+          and box['x'] + box['width'] <= viewport['width'])
+
+
+def button_rows(page):
+  """The vertical middles of the visible buttons' text, rounded to whole pixels."""
+  return page.eval_on_selector_all('.buttons > button, .buttons > label', """els =>
+      els.filter(e => e.offsetParent).map(e => {
+        const r = document.createRange();
+        r.selectNodeContents(e);
+        const t = r.getBoundingClientRect();
+        return Math.round(t.top + t.height / 2);
+      })""")
+
+
 def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   errors, requests = [], []
   with sync_api.sync_playwright() as p:
     browser = p.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox'])
     try:
-      page = browser.new_page(viewport={'width': 390, 'height': 844})  # A phone's screen.
+      # A phone: its screen, touch, and a camera behind "Take a photo".
+      page = browser.new_context(viewport={'width': 390, 'height': 844}, has_touch=True,
+                                 is_mobile=True).new_page()
       page.on('console', lambda m: m.type == 'error' and errors.append(m.text))
       page.on('pageerror', lambda e: errors.append(str(e)))
       page.on('request', lambda r: requests.append(r.url))
@@ -65,21 +107,33 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       sync_api.expect(page.locator('#model')).to_contain_text('Model:')
       assert 'tiny' in page.locator('#model').text_content()
       assert page.locator('#bars li').count() == 10
+      assert page.locator('label[for=camera]').is_visible()
+      rows = button_rows(page)  # Four buttons, in one row, their text level.
+      assert len(rows) == 4 and max(rows) - min(rows) <= 1, rows
 
       stroke(page, [(0.52, 0.15), (0.5, 0.5), (0.48, 0.85)])  # A 1: one stroke down.
       assert answer(page) == '1'
       status = page.locator('#status').text_content()
       assert page.locator('#bars li').count() == 10
-      assert page.locator('#seen').is_visible()
+      # The 28x28 image decoded, and the answer and that image on the first screen.
+      assert page.eval_on_selector('#seen', 'img => img.naturalWidth') == 28
+      assert inside_first_screen(page, '.verdict') and inside_first_screen(page, '#seen')
 
       page.click('#clear')
-      assert page.locator('#prediction').text_content() == '?'
+      assert page.locator('#prediction').text_content() == '?' and dark_pixels(page) == 0
       # A 7 as most people draw it: the bar left to right, then down to the left.
       stroke(page, [(0.22, 0.2), (0.5, 0.19), (0.78, 0.2), (0.62, 0.5), (0.47, 0.85)])
-      assert answer(page, status) == '7'
-      widths = page.eval_on_selector_all('#bars .fill', 'els => els.map(e => e.style.width)')
-      assert len(widths) == 10 and max(widths, key=lambda w: float(w[:-1])) == widths[7]
-      page.screenshot(path=SCREENSHOT or str(tmp_path / 'page.png'), full_page=True)
+      assert answer(page, status).rstrip('?') == '7'
+      drawn = bars(page)
+      for bar in drawn:  # Each bar as long as its probability.
+        assert abs(bar['drawn'] - bar['written']) <= 1.5, drawn
+      assert drawn[7]['kind'] == 'best' and drawn[7]['drawn'] == max(b['drawn'] for b in drawn)
+      assert drawn[7]['drawn'] > 30, drawn
+      # The winner's bar is green on the screen.
+      shot = tmp_path / 'bar.png'
+      page.locator('#bars li.best .fill').screenshot(path=str(shot))
+      r, g, b = Image.open(shot).convert('RGB').getpixel((2, 5))
+      assert g > 120 and r < 80 and b < 100, (r, g, b)
 
       page.keyboard.press('Escape')  # The keyboard clears too.
       assert page.locator('#prediction').text_content() == '?'
@@ -90,10 +144,51 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       Image.fromarray(255 - test.images[index, ..., 0]).resize((200, 200)).save(picture)
       status = page.locator('#status').text_content()
       page.set_input_files('#file', str(picture))
-      assert answer(page, status) == '4'
+      assert answer(page, status).rstrip('?') == '4'
       assert 'four.png' in page.locator('#status').text_content()
+      assert dark_pixels(page) > 2000  # The picture itself, on the canvas.
+
+      notes = tmp_path / 'notes.txt'  # Not a picture: a plain sentence, no Python object.
+      notes.write_text('my shopping list')
+      page.set_input_files('#file', str(notes))
+      sync_api.expect(page.locator('#status')).to_contain_text('not a readable image: send a',
+                                                               timeout=30_000)
+      assert '<' not in page.locator('#status').text_content()
+      assert page.locator('#prediction').text_content() == '?'
+
+      # A desktop: no camera button, and the buttons' text on one line.
+      desktop = browser.new_page(viewport={'width': 1280, 'height': 800})
+      desktop.goto(url)
+      sync_api.expect(desktop.locator('#model')).to_contain_text('Model:')
+      assert not desktop.locator('label[for=camera]').is_visible()
+      rows = button_rows(desktop)
+      assert len(rows) == 3 and max(rows) - min(rows) <= 1, rows
+      stroke(desktop, [(0.22, 0.2), (0.5, 0.19), (0.78, 0.2), (0.62, 0.5), (0.47, 0.85)])
+      answer(desktop)
+      desktop.screenshot(path=SCREENSHOT or str(tmp_path / 'page.png'), full_page=True)
+
+      # An unsure answer (the server's reply replaced by one split between 4 and 9) is
+      # said as doubt, the runner-up named and its bar drawn in its own colour.
+      unsure = [0.01] * 10
+      unsure[4], unsure[9] = 0.5, 0.42
+      desktop.route('**/api/predict', lambda route: route.fulfill(json={
+          'prediction': 4, 'confidence': 0.5, 'probabilities': unsure,
+          'preprocessed': ''}))
+      status = desktop.locator('#status').text_content()
+      stroke(desktop, [(0.3, 0.3), (0.7, 0.7)])
+      answer(desktop, status)
+      assert desktop.locator('#prediction').text_content() == '4?'
+      assert 'maybe 4, or 9 (42.0%)' in desktop.locator('#status').text_content()
+      drawn = bars(desktop)
+      assert [b['kind'] for b in drawn].count('second') == 1 and drawn[9]['kind'] == 'second'
+      assert abs(drawn[9]['drawn'] - 42) <= 1.5
+      shot = tmp_path / 'second.png'
+      desktop.locator('#bars li.second .fill').screenshot(path=str(shot))
+      r, g, b = Image.open(shot).convert('RGB').getpixel((2, 5))
+      assert r > 180 and 120 < g < 190 and b < 60, (r, g, b)  # Amber, not the winner's green.
     finally:
       browser.close()
-  assert not errors, errors
+  # The one error the browser logs itself: the 400 answer to the text file.
+  assert [e for e in errors if 'status of 400' not in e] == [], errors
   hosts = {urllib.parse.urlparse(u).hostname for u in requests if not u.startswith('data:')}
   assert hosts == {'127.0.0.1'}, requests

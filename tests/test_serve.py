@@ -99,6 +99,7 @@ def test_bad_requests_get_a_4xx_and_the_server_goes_on(client):
   for name, (response, status, message) in cases.items():
     assert response.status_code == status, (name, response.text)
     assert message in response.json()['error'], (name, response.json())
+    assert '<' not in response.json()['error'], (name, response.json())  # No Python objects.
     assert post(client, good).json()['prediction'] == 7, name  # Still serving.
 
 

@@ -1,6 +1,7 @@
 // The draw-a-digit page: strokes on a canvas, sent as a PNG to /api/predict a
-// moment after the last stroke; the answer shown as a digit, ten bars and the
-// 28x28 image the model saw. Uploads (file, drop, camera) take the same route.
+// moment after the last stroke; the answer shown as a digit (or as doubt, with the
+// runner-up), ten bars and the 28x28 image the model saw. Uploads (file, drop,
+// camera) take the same route, and are shown on the canvas.
 'use strict';
 
 const canvas = document.getElementById('canvas');
@@ -11,6 +12,9 @@ let timer = null;
 let latest = 0;  // Only the newest request's answer is shown.
 let classNames = [...Array(10).keys()].map(String);
 const DEBOUNCE_MS = 250;
+// Below SURE the runner-up is named; below DOUBT the answer is a guess, not a verdict.
+const SURE = 0.9;
+const DOUBT = 0.6;
 // MNIST's strokes are ~2 px of a 20 px digit; a digit drawn over most of the
 // canvas then wants a pen ~1/14 of its width.
 const PEN = canvas.width / 14;
@@ -89,6 +93,7 @@ function reset() {
   showStatus('Draw a digit to see what the model reads.');
   document.getElementById('prediction').textContent = '?';
   document.getElementById('confidence').textContent = '';
+  document.querySelector('.digit').classList.remove('doubt');
   document.getElementById('seen').hidden = true;
   drawBars(null);
 }
@@ -109,7 +114,22 @@ function sendFile(file) {
   if (!file) return;
   strokes.length = 0;
   redraw();
+  showPicture(file);
   send(file, file.name, file.name);
+}
+
+// The uploaded picture on the canvas, whole and centred, as the person sees it.
+async function showPicture(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, {imageOrientation: 'from-image'});
+  } catch (error) {
+    return;  // Not a picture the browser decodes: the server's answer says why.
+  }
+  const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+  const [w, h] = [bitmap.width * scale, bitmap.height * scale];
+  context.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  bitmap.close();
 }
 
 async function send(blob, filename, what) {
@@ -128,17 +148,27 @@ async function send(blob, filename, what) {
       drawBars(null);
       document.getElementById('prediction').textContent = '?';
       document.getElementById('confidence').textContent = '';
+      document.querySelector('.digit').classList.remove('doubt');
       document.getElementById('seen').hidden = true;
     }
     return;
   }
   if (request !== latest) return;
-  const name = answer.class_name || String(answer.prediction);
-  document.getElementById('prediction').textContent = name;
-  document.getElementById('confidence').textContent =
-      `${(100 * answer.confidence).toFixed(1)}% sure`;
-  showStatus(`The model reads ${what} as ${name}.`);
-  drawBars(answer.probabilities, answer.prediction);
+  const name = classNames[answer.prediction];
+  const second = runnerUp(answer.probabilities, answer.prediction);
+  const other = `${classNames[second]} (${percent(answer.probabilities[second])})`;
+  const doubt = answer.confidence < DOUBT;
+  document.getElementById('prediction').textContent = doubt ? `${name}?` : name;
+  document.querySelector('.digit').classList.toggle('doubt', doubt);
+  document.getElementById('confidence').textContent = `${percent(answer.confidence)} sure`;
+  if (doubt) {
+    showStatus(`The model is unsure: it reads ${what} as maybe ${name}, or ${other}.`);
+  } else if (answer.confidence < SURE) {
+    showStatus(`The model reads ${what} as ${name}; next likely: ${other}.`);
+  } else {
+    showStatus(`The model reads ${what} as ${name}.`);
+  }
+  drawBars(answer.probabilities, answer.prediction, answer.confidence < SURE ? second : -1);
   const seen = document.getElementById('seen');
   seen.src = `data:image/png;base64,${answer.preprocessed}`;
   seen.hidden = false;
@@ -150,12 +180,22 @@ function showStatus(text, isError = false) {
   status.classList.toggle('error', isError);
 }
 
-function drawBars(probabilities, best) {
+function percent(p) {
+  return `${(100 * p).toFixed(1)}%`;
+}
+
+function runnerUp(probabilities, best) {
+  let second = best === 0 ? 1 : 0;
+  probabilities.forEach((p, i) => { if (i !== best && p > probabilities[second]) second = i; });
+  return second;
+}
+
+function drawBars(probabilities, best, second = -1) {
   const list = document.getElementById('bars');
   list.replaceChildren(...classNames.map((name, i) => {
     const p = probabilities ? probabilities[i] : 0;
     const item = document.createElement('li');
-    item.className = probabilities && i === best ? 'best' : '';
+    item.className = !probabilities ? '' : i === best ? 'best' : i === second ? 'second' : '';
     item.innerHTML = '<span class="label"></span><span class="track"><span class="fill">' +
         '</span></span><span class="value"></span>';
     item.querySelector('.label').textContent = name;
