@@ -95,7 +95,7 @@ def _load(source) -> Image.Image:
   except Image.DecompressionBombError as e:  # A small file that claims a huge picture.
     raise ImageProblem(f'image too large: {e}') from e
   except UnidentifiedImageError as e:  # Its message names a Python object, not the file.
-    raise ImageProblem('not a readable image: send a PNG, JPEG, GIF, BMP, TIFF or WebP '
+    raise ImageProblem('not a readable image: not a PNG, JPEG, GIF, BMP, TIFF or WebP '
                        'picture') from e
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     raise ImageProblem(f'not a readable image ({type(e).__name__}: {e})') from e

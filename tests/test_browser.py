@@ -13,12 +13,16 @@ import pytest
 from conftest import serving
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
-sync_api = pytest.importorskip('playwright.sync_api')
-if not CHROMIUM:
-  if os.environ.get('MNIST_JAX_REQUIRE_BROWSER') == '1':
+if os.environ.get('MNIST_JAX_REQUIRE_BROWSER') == '1':  # CI: a missing tool is a failure.
+  from playwright import sync_api  # pylint: disable=g-import-not-at-top
+  if not CHROMIUM:
     raise RuntimeError('MNIST_JAX_REQUIRE_BROWSER=1 but no chromium on PATH '
                        '(apt-get install chromium).')
-  pytest.skip('no chromium on PATH', allow_module_level=True)
+sync_api = pytest.importorskip('playwright.sync_api', reason='no Playwright (pip install '
+                               '-e .[test]): the browser test')
+if not CHROMIUM:
+  pytest.skip('no chromium on PATH (apt-get install chromium): the browser test',
+              allow_module_level=True)
 # Where to keep a screenshot for the README (default: the test's temporary folder).
 SCREENSHOT = os.environ.get('MNIST_JAX_SCREENSHOT')
 
@@ -151,7 +155,7 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       notes = tmp_path / 'notes.txt'  # Not a picture: a plain sentence, no Python object.
       notes.write_text('my shopping list')
       page.set_input_files('#file', str(notes))
-      sync_api.expect(page.locator('#status')).to_contain_text('not a readable image: send a',
+      sync_api.expect(page.locator('#status')).to_contain_text('not a readable image: not a PNG',
                                                                timeout=30_000)
       assert '<' not in page.locator('#status').text_content()
       assert page.locator('#prediction').text_content() == '?'
