@@ -33,7 +33,8 @@ flags.DEFINE_list('probabilities', None, 'Folders with probabilities_test.npz an
                   'probabilities_val.npz (benchmarks/gpu_session.py), pooled.')
 flags.DEFINE_integer('validation_size', 10_000, '--probabilities: the runs\' validation_size.')
 flags.DEFINE_string('data_dir', None, 'tfds data folder (or the one the workdirs saved).')
-flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
+flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
+                    'Folder with the four official MNIST .gz files (default: $MNIST_JAX_MANUAL_DIR).')
 FLAGS = flags.FLAGS
 
 

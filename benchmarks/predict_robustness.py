@@ -38,7 +38,8 @@ from PIL import Image, ImageDraw, ImageFont
 from mnist_jax import hardware, input_pipeline, plots, predict
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
-flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
+flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
+                    'Folder with the four official MNIST .gz files (default: $MNIST_JAX_MANUAL_DIR).')
 flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('n', 500, 'Images per set.')
 flags.DEFINE_integer('seed', 0, 'Seed of the image generator.')

@@ -31,7 +31,8 @@ from mnist_jax import hardware
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_list('configs', ['default'], 'Config names in configs/.')
-flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
+flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
+                    'Folder with the four official MNIST .gz files (default: $MNIST_JAX_MANUAL_DIR).')
 flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 flags.DEFINE_integer('steps', 50, 'Timed training steps per config.')
 flags.DEFINE_bool('full_runs', False, 'Also run each config end to end.')

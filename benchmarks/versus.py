@@ -43,7 +43,8 @@ flags.DEFINE_list('seeds', ['0', '1', '2', '3', '4'], 'Seeds of the full runs.')
 flags.DEFINE_list('speed_configs', ['default', 'best'], 'Configs whose images/s are compared.')
 flags.DEFINE_integer('rounds', 3, 'Alternations of the images/s measurement.')
 flags.DEFINE_integer('steps', 100, 'Timed training steps of each images/s measurement.')
-flags.DEFINE_string('manual_dir', None, 'Folder with the four official MNIST .gz files.')
+flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
+                    'Folder with the four official MNIST .gz files (default: $MNIST_JAX_MANUAL_DIR).')
 flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 FLAGS = flags.FLAGS
 
