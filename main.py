@@ -161,7 +161,9 @@ def run_mode(config, argv):
       raise UserError('--mode=sweep needs --sweep=SPEC (a file like sweeps/fast.py).')
     sweep.run_sweep(config, FLAGS.workdir, FLAGS.sweep, FLAGS.sweep_storage)
   elif FLAGS.mode == 'explore':
-    from mnist_jax import explore
+    from mnist_jax import config_lib, explore
+    if os.path.isfile(os.path.join(FLAGS.workdir, 'config.json')):  # A trained run's data,
+      config = config_lib.load_saved(FLAGS.workdir, config)  # as eval and predict read it.
     explore.explore(config, FLAGS.workdir)
   elif FLAGS.mode == 'eval':
     from mnist_jax import evaluate

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -56,6 +57,22 @@ def test_explore(data, tmp_path, dataset):
   assert train_stats['empty_pixel_fraction'] == pytest.approx((data['train'].images == 0).mean(), abs=1e-4)
   for name in ('samples.png', 'class_histogram.png', 'class_means.png'):
     assert_png(tmp_path / 'explore' / name)
+
+
+def test_explore_on_a_trained_workdir_reads_its_data(digit_model, tmp_path):
+  """`--mode=explore --workdir=W` with no other flag uses the data folders the run
+  saved, as eval and predict do (offline, the default ones hold nothing)."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  shutil.copy(os.path.join(digit_model, 'config.json'), workdir)
+  env = dict(os.environ, HOME=str(tmp_path), TFDS_DATA_DIR=str(tmp_path / 'tfds'))
+  result = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), '--mode=explore',
+                           f'--workdir={workdir}'], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  stats = json.loads((workdir / 'explore' / 'stats.json').read_text())
+  assert stats['splits']['train']['size'] == 60_000
+  assert not (tmp_path / 'tfds').exists()
 
 
 def test_eval_report(trained, data):
