@@ -15,7 +15,6 @@ START_TIME = time.time()  # `elapsed_s` in metrics counts from here.
 # them again and again; off until they are in, then frozen out of its passes
 # (main), which also makes tracing the jitted programs cheaper.
 gc.disable()
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow only reads the data.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app, flags, logging
@@ -150,8 +149,11 @@ def run_mode(config, argv):
   predict and serve never load the training code."""
   from mnist_jax.errors import UserError
   if FLAGS.mode == 'train':
+    import jax
     from mnist_jax import train
     train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+    if jax.process_index() == 0:
+      print(train.summary(FLAGS.workdir), flush=True)
   elif FLAGS.mode == 'serve':
     from mnist_jax import serve
     serve.serve(FLAGS.workdir, FLAGS.host, FLAGS.port, FLAGS.checkpoint_step)

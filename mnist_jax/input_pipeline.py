@@ -9,8 +9,10 @@ on a 2-core CPU, the Flax example's streaming tf.data loop stalled for ~35 s in
 import dataclasses
 import os
 import socket
+import sys
 from typing import Optional
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -246,7 +248,11 @@ def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[
     if _missing_files(manual_dir):  # The message names them.
       raise UserError(_missing_data_message(dataset, manual_dir, FileNotFoundError(
           f'files not found in {manual_dir}')))
-  # TensorFlow costs seconds to import: only the data loading pays for it.
+  # TensorFlow costs seconds to import: only the data loading pays for it. It only
+  # decodes the files here, so its INFO logs and oneDNN kernels (announced in two
+  # lines at import) are of no use.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -256,7 +262,11 @@ def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[
   tf.config.set_visible_devices([], 'GPU')  # Leave accelerators to JAX.
 
   builder = tfds.builder(dataset, data_dir=data_dir and os.path.expanduser(data_dir))
+  if not sys.stderr.isatty():  # Redrawn bars are escape codes in a log file.
+    tfds.disable_progress_bar()
   if not builder.is_prepared():
+    logging.info('Preparing %s in %s: the first run only (tens of seconds); later runs '
+                 'read the decoded arrays.', dataset, builder.data_dir)
     # Offline, tfds retries its downloads for minutes before failing: ask first.
     if manual_dir is None and not _can_reach(DOWNLOAD_HOST):
       raise UserError(_missing_data_message(dataset, None, ConnectionError(

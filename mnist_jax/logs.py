@@ -6,10 +6,16 @@ from absl import logging
 
 
 class _QuietLibraries:
-  """Passes warnings from everyone, INFO only from outside orbax, tfds and TF."""
+  """Passes warnings from everyone, INFO only from outside orbax, tfds and TF.
+
+  Except tfds's warning that the folder it is about to prepare a dataset in has no
+  dataset_info.json yet: it always says so on a first run.
+  """
   NOISY = ('orbax', 'tensorflow_datasets', 'tensorflow')
 
   def filter(self, record):
+    if record.msg == 'Variant folder %s has no %s':
+      return False
     return record.levelno >= std_logging.WARNING or not any(
         n in record.pathname for n in self.NOISY)
 

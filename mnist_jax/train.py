@@ -276,3 +276,23 @@ def epoch_line(epoch, step, train_metrics, eval_metrics, start_time, epoch_times
           'epoch_train_s': round(trained - epoch_start, 3),
           'epoch_eval_s': round(now - trained, 3),
           'train_clock_s': round(now - clock[0] - (compile_clock.seconds() - clock[1]), 3)}
+
+
+def summary(workdir: str) -> str:
+  """What a finished run gave, where it is, and what to try next: the lines the
+  command ends with."""
+  lines = workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+  if not lines:
+    return f'No epoch was trained in {workdir}.'
+  last = lines[-1]
+  best = max(lines, key=lambda l: l['test_accuracy'])
+  command = f'python main.py --workdir={workdir}'
+  return '\n'.join([
+      f'\nDone: test accuracy {100 * last["test_accuracy"]:.2f}% after epoch {last["epoch"]} '
+      f'(best {100 * best["test_accuracy"]:.2f}%, epoch {best["epoch"]}), '
+      f'{last["elapsed_s"]:.0f} s.',
+      f'Checkpoint (step {last["step"]}): {os.path.join(workdir, "checkpoints")}',
+      'Next:',
+      f'  {command} --mode=eval                   # report and pictures in eval/',
+      f'  {command} --mode=serve                  # draw digits at http://127.0.0.1:8000',
+      f'  {command} --mode=predict --images=DIGIT.jpg'])

@@ -24,9 +24,11 @@ def _cli(workdir, mnist_dirs):
 
 @pytest.fixture(scope='module')
 def cli_run(mnist_dirs, tmp_path_factory):
-  """The tiny config, 4 x 50 steps, through main.py: the uninterrupted reference."""
+  """The tiny config, 4 x 50 steps, through main.py: the uninterrupted reference. A
+  first run, as a user's: tfds prepares the data in a folder of its own."""
   workdir = tmp_path_factory.mktemp('cli') / 'run'
-  result = subprocess.run(_cli(workdir, mnist_dirs), capture_output=True, text=True,
+  fresh = (mnist_dirs[0], str(tmp_path_factory.mktemp('tfds_fresh')))
+  result = subprocess.run(_cli(workdir, fresh), capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, result
@@ -40,6 +42,14 @@ def test_short_training_run_learns(cli_run):
   assert 'images/s' in result.stderr and 'test accuracy' in result.stderr
   assert ' lr ' in result.stderr and 'grad norm' in result.stderr
   assert os.path.isfile(workdir / 'config.json')
+  # What the first run does, none of the libraries' start-up noise, and a closing
+  # summary with what to do next.
+  assert 'Preparing mnist in' in result.stderr
+  for noise in ('oneDNN', 'InitializeLog', 'dataset_info.json', '\x1b['):
+    assert noise not in result.stderr + result.stdout, noise
+  final = f'{100 * lines[-1]["test_accuracy"]:.2f}%'
+  assert f'Done: test accuracy {final} after epoch 4' in result.stdout, result.stdout
+  assert f'--workdir={workdir} --mode=serve' in result.stdout
 
 
 def test_same_seed_same_numbers(mnist, tmp_path):
