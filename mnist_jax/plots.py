@@ -7,6 +7,7 @@ import os
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -24,7 +25,10 @@ def image_grid(images: np.ndarray, titles: Sequence[str], path: str, suptitle: s
                columns: int = 10, title_colors: Sequence[str] | None = None) -> str:
   """A grid of greyscale images [N, 28, 28(, 1)], each with a title."""
   rows = max(1, -(-len(images) // columns))
-  fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows), squeeze=False)
+  # Constrained layout keeps the titles of one row, the images of the next and the
+  # figure's title apart.
+  fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.6 * rows + 0.4),
+                           squeeze=False, layout='constrained')
   for i, ax in enumerate(axes.flat):
     ax.axis('off')
     if i < len(images):
@@ -65,21 +69,31 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str) 
   return _save(fig, path)
 
 
+RELIABLE_BIN = 50  # Images a confidence bin needs before its accuracy means much.
+
+
 def reliability_diagram(bin_confidence, bin_accuracy, bin_counts, ece: float, path: str) -> str:
-  """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+  """Accuracy against confidence per bin; the diagonal is perfect calibration. Bins
+  of fewer than RELIABLE_BIN images are drawn faint: their accuracy is mostly noise."""
   edges = np.linspace(0, 1, len(bin_counts) + 1)
   centers = (edges[:-1] + edges[1:]) / 2
   fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
                                      gridspec_kw={'height_ratios': [3, 1]})
-  has = np.asarray(bin_counts) > 0
-  ax.bar(centers[has], np.asarray(bin_accuracy)[has], width=edges[1] - edges[0],
-         edgecolor='black', label='accuracy')
+  counts, accuracy = np.asarray(bin_counts), np.asarray(bin_accuracy)
+  confidence = np.asarray(bin_confidence)
+  for rows, alpha, label in ((counts >= RELIABLE_BIN, 1.0, 'accuracy in the bin'),
+                             ((counts > 0) & (counts < RELIABLE_BIN), 0.25,
+                              f'(bins of < {RELIABLE_BIN} images)')):
+    if rows.any():
+      ax.bar(centers[rows], accuracy[rows], width=edges[1] - edges[0], edgecolor='black',
+             alpha=alpha, color='tab:blue', label=label)
   ax.plot([0, 1], [0, 1], 'k--', label='perfect calibration')
-  ax.plot(np.asarray(bin_confidence)[has], np.asarray(bin_accuracy)[has], 'o', color='tab:red',
-          label='mean confidence')
+  solid = counts >= RELIABLE_BIN
+  ax.plot(confidence[solid], accuracy[solid], 'o', color='tab:red',
+          label='accuracy at the bin\'s mean confidence')
   ax.set_ylabel('accuracy')
   ax.set_title(f'Reliability diagram (ECE {ece:.4f})')
-  ax.legend(loc='upper left')
+  ax.legend(loc='upper left', fontsize=8)
   ax_count.bar(centers, bin_counts, width=edges[1] - edges[0], color='grey')
   ax_count.set_yscale('log')
   ax_count.set_xlabel('confidence')
@@ -88,21 +102,28 @@ def reliability_diagram(bin_confidence, bin_accuracy, bin_counts, ece: float, pa
 
 
 def training_curves(metrics: Sequence[dict], path: str) -> str:
-  """Loss and accuracy per epoch: train, validation (where held out) and test."""
+  """Loss and error rate per epoch: train, validation (where held out) and test."""
   epochs = [m['epoch'] for m in metrics]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
   for split, style in (('train', 'o-'), ('val', '^-'), ('test', 's-')):
     if f'{split}_loss' not in metrics[0]:
       continue
     ax_loss.plot(epochs, [m[f'{split}_loss'] for m in metrics], style, label=split)
-    ax_acc.plot(epochs, [100 * m[f'{split}_accuracy'] for m in metrics], style, label=split)
-  ax_loss.set_yscale('log')
-  ax_loss.set_title('loss')
-  ax_acc.set_title('accuracy (%)')
+    ax_acc.plot(epochs, [100 * (1 - m[f'{split}_accuracy']) for m in metrics], style,
+                label=split)
+  # Both on log scales, labelled in plain numbers: from 1% error down to 0.5% is as
+  # visible as from 10% to 5%, which a linear 80-100% accuracy axis squashed.
+  ax_loss.set_title('loss (log scale)')
+  ax_acc.set_title('error (%, log scale)')
   for ax in (ax_loss, ax_acc):
+    ax.set_yscale('log')
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%g'))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel('epoch')
     ax.legend()
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which='both')
   return _save(fig, path)
 
 
