@@ -313,9 +313,18 @@ def test_resume_matches_uninterrupted_run(tiny_config, synthetic_data, tmp_path,
   lines = lambda d: [drop_time(json.loads(l))
                      for l in (tmp_path / d / 'metrics.jsonl').read_text().splitlines()]
   assert lines('crashed') == lines('full')
+  assert _started_at(tmp_path / 'crashed') == [1, 2]  # The rerun began at epoch 2.
   params = lambda d: _restore_params(tiny_config, tmp_path / d / 'checkpoints')
   for a, b in zip(jax.tree.leaves(params('full')), jax.tree.leaves(params('crashed'))):
     np.testing.assert_array_equal(a, b)
+
+
+def _started_at(workdir):
+  """The epochs at which a process started writing metrics.jsonl (its first line
+  carries its start-up times): a resumed run's second process starts after the
+  checkpoint, not at epoch 1 again."""
+  return [json.loads(l)['epoch'] for l in (workdir / 'metrics.jsonl').read_text().splitlines()
+          if 'startup_imports_s' in json.loads(l)]
 
 
 def _restore_params(config, directory):
@@ -472,6 +481,7 @@ def test_ema_run_resumes_exactly(tiny_config, synthetic_data, tmp_path):
   resumed = train.train_and_evaluate(tiny_config, str(tmp_path / 'crashed'), data=synthetic_data)
   assert {k: v for k, v in resumed.items() if not k.endswith('_s')} == {
       k: v for k, v in full.items() if not k.endswith('_s')}
+  assert _started_at(tmp_path / 'crashed') == [1, 2]  # Resumed, not retrained.
 
 
 def test_tensorboard_writer_does_not_import_torch(tmp_path):
