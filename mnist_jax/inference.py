@@ -7,6 +7,7 @@ Evaluation, prediction and the page use this module; training imports it too
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -20,7 +21,7 @@ def loss_and_correct(logits, labels, label_smoothing=0.0):
   """Per-example cross-entropy (optionally smoothed) and 0/1 correctness."""
   targets = optax.smooth_labels(jax.nn.one_hot(labels, models.NUM_CLASSES), label_smoothing)
   loss = optax.softmax_cross_entropy(logits, targets)
-  return loss, (jax.numpy.argmax(logits, -1) == labels)
+  return loss, (jnp.argmax(logits, -1) == labels)
 
 
 class Evaluator:
