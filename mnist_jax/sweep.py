@@ -34,6 +34,7 @@ import warnings
 from absl import logging
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -291,8 +292,76 @@ def _train_waiting_for_lock(config, workdir, data, report):
       time.sleep(2)
 
 
+DATABASE_PATIENCE_S = 300  # How long a sweep waits for its database to come back.
+DRIVERS = {'postgresql': "psycopg[binary]' (psycopg 3, SQLAlchemy's PostgreSQL driver)",
+           'mysql': "PyMySQL' and use mysql+pymysql://"}
+
+
+def shown_url(url: str) -> str:
+  """The URL without its password: what messages print."""
+  try:
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+  except Exception:  # pylint: disable=broad-except
+    return re.sub(r'//([^:/@]*):[^@]*@', r'//\1:***@', url)
+
+
+def _connection_lost(e: BaseException) -> BaseException | None:
+  """The error in `e`'s chain that says the database is unreachable (not a bad
+  query), or None."""
+  while e is not None:
+    if isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+      return e.orig or e
+    e = e.__cause__ or e.__context__
+  return None
+
+
+class _PatientStorage(RDBStorage):
+  """Optuna's RDBStorage whose every call waits out a database outage (a restart,
+  a network cut) for up to DATABASE_PATIENCE_S, then fails with one message; after
+  that every call fails at once with it, so nothing waits twice."""
+
+  gave_up: UserError | None = None
+
+  def _patiently(self, method, *args, **kwargs):
+    deadline, said = time.time() + DATABASE_PATIENCE_S, False
+    while True:
+      if self.gave_up:
+        raise self.gave_up
+      try:
+        return method(self, *args, **kwargs)
+      except Exception as e:  # pylint: disable=broad-except
+        lost = _connection_lost(e)
+        if lost is None:
+          raise
+        if time.time() > deadline:
+          self.gave_up = UserError(
+              f'The sweep\'s database {shown_url(self.url)} did not answer for '
+              f'{DATABASE_PATIENCE_S} s ({_first_line(lost)}). What it holds is kept: run the '
+              'same command again once it is back, and the sweep resumes.')
+          raise self.gave_up from e
+        if not said:
+          logging.warning('The sweep\'s database %s does not answer (%s); trying again for '
+                          'up to %d s.', shown_url(self.url), _first_line(lost),
+                          DATABASE_PATIENCE_S)
+          said = True
+        time.sleep(2)
+
+
+def _patient(method):
+  return lambda self, *args, **kwargs: self._patiently(method, *args, **kwargs)  # pylint: disable=protected-access
+
+
+for _name in [n for n in dir(RDBStorage) if not n.startswith('_') and callable(getattr(RDBStorage, n))]:
+  setattr(_PatientStorage, _name, _patient(getattr(RDBStorage, _name)))
+
+
+def _first_line(e: BaseException) -> str:
+  return (str(e).splitlines() or [type(e).__name__])[0][:300]
+
+
 def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
-  """The study in `storage_url` (default: SQLite in workdir), created or resumed.
+  """(study, storage): the study in `storage_url` (default: SQLite in workdir),
+  created or resumed, and its _PatientStorage.
 
   A study started with another spec or base config is refused: its trials would
   not be comparable with this one's.
@@ -301,17 +370,26 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
   # Heartbeats, their retry callback and fail_stale_trials have been "experimental" since 2021.
   warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
   url = storage_url or f'sqlite:///{os.path.abspath(os.path.join(workdir, "study.db"))}'
-  engine = {'connect_args': {'timeout': 60}} if url.startswith('sqlite') else {}
+  # pool_pre_ping: connections kept from before a server restart are replaced, not used.
+  engine = ({'connect_args': {'timeout': 60}} if url.startswith('sqlite') else
+            {'pool_pre_ping': True})
   for attempt in range(5):  # Processes started together race to create the tables.
     try:
-      storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=spec.heartbeat_s,
-                           grace_period=3 * spec.heartbeat_s,
-                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+      storage = _PatientStorage(url, engine_kwargs=engine, heartbeat_interval=spec.heartbeat_s,
+                                grace_period=3 * spec.heartbeat_s,
+                                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
       break
+    except ImportError as e:
+      driver = DRIVERS.get(url.split('+')[0].split(':')[0])
+      raise UserError(f'No database driver for {shown_url(url)}' + (
+          f": pip install '{driver}." if driver else f' ({e.__cause__ or e}).')) from e
     except Exception as e:  # SQLAlchemy raises many kinds for a bad URL or server.
-      if attempt == 4:
-        raise UserError(f'Cannot open the sweep\'s database {url}: {type(e).__name__}: '
-                        f'{str(e).splitlines()[0]}') from e
+      # No server there, or it refused us (a wrong password): at once. Else the race
+      # of processes started together to create the tables: again.
+      lost = _connection_lost(e)
+      if lost is not None or attempt == 4:
+        raise UserError(f'Cannot open the sweep\'s database {shown_url(url)}: '
+                        f'{_first_line(lost or e)}') from e
       time.sleep(1 + attempt)
   if spec.grid:
     sampler = optuna.samplers.GridSampler(
@@ -329,10 +407,10 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
     if saved is None:
       study.set_user_attr(key, value)
     elif saved != value:
-      raise UserError(f'The sweep in {workdir} ({url}) was started with another '
+      raise UserError(f'The sweep in {workdir} ({shown_url(url)}) was started with another '
                       f'{key.replace("_", " ")}; its trials would not compare with these. '
                       'Use a new --workdir, or the spec and --config it was started with.')
-  return study
+  return study, storage
 
 
 def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None,
@@ -341,7 +419,7 @@ def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None
   writes and returns its table."""
   spec = load_spec(spec_path, base)
   workdir_lib.prepare(workdir)
-  study = open_study(spec, workdir, storage_url, base)
+  study, storage = open_study(spec, workdir, storage_url, base)
   if data is None:
     data = input_pipeline.load(base.dataset, base.data_dir, base.manual_dir)
   objective = _Objective(base, spec, workdir, data)
@@ -364,7 +442,13 @@ def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None
     if len(started) < spec.trials or keys(TrialState.WAITING):
       waiting_since = None
       logging.info('Sweep: %d of %d configurations done.', len(done), spec.trials)
-      study.optimize(objective, n_trials=1)
+      try:
+        study.optimize(objective, n_trials=1)
+      except Exception as e:
+        # Optuna's own error, after ours, where it could not record the trial's end.
+        if storage.gave_up:
+          raise storage.gave_up from e
+        raise
     else:  # The rest are running elsewhere, or were interrupted (then retried).
       if waiting_since is None:
         waiting_since = time.time()

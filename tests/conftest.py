@@ -2,10 +2,13 @@
 
 import collections
 import contextlib
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -133,3 +136,67 @@ def pytest_terminal_summary(terminalreporter):
           'Skipped: ') for r in terminalreporter.stats.get('skipped', []))
   for reason, count in sorted(reasons.items()):
     terminalreporter.write_line(f'mnist_jax: {count} test(s) skipped: {reason}', yellow=True)
+
+
+# A real PostgreSQL server, Debian's, for the sweep's shared database.
+class Postgres:
+  """A PostgreSQL cluster of its own in `root`, on a free port; stop() and start()
+  it to make an outage. Run as the `postgres` user where the tests run as root
+  (initdb refuses root). `url` has the password; the server checks it."""
+
+  PASSWORD = 'sekret-4711'
+
+  def __init__(self, root):
+    bins = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    if not bins:
+      raise FileNotFoundError('no PostgreSQL server (apt-get install postgresql)')
+    self.bin = os.path.dirname(bins[-1])
+    self.root, self.port = str(root), free_port()
+    self.data = os.path.join(self.root, 'data')
+    self.as_user = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
+    os.makedirs(self.root, exist_ok=True)
+    if self.as_user:
+      shutil.chown(self.root, 'postgres')
+    with open(os.path.join(self.root, 'pw'), 'w') as f:
+      f.write(self.PASSWORD)
+    if self.as_user:
+      shutil.chown(os.path.join(self.root, 'pw'), 'postgres')
+    self._run('initdb', '-D', self.data, '-U', 'mnist', '--pwfile', os.path.join(self.root, 'pw'),
+              '--auth-local=trust', '--auth-host=scram-sha-256', '--no-sync')
+    self.url = f'postgresql://mnist:{self.PASSWORD}@127.0.0.1:{self.port}/postgres'
+    self.start()
+
+  def _run(self, tool, *args):
+    subprocess.run([*self.as_user, os.path.join(self.bin, tool), *args], check=True,
+                   capture_output=True, cwd=self.root)
+
+  def start(self):
+    self._run('pg_ctl', '-D', self.data, '-l', os.path.join(self.root, 'log'), '-w', '-o',
+              f'-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off',
+              'start')
+
+  def stop(self):
+    self._run('pg_ctl', '-D', self.data, '-m', 'immediate', '-w', 'stop')
+
+
+@pytest.fixture
+def postgres():
+  """A fresh PostgreSQL server; skipped (failed under MNIST_JAX_REQUIRE_POSTGRES=1,
+  as in CI) where Debian's postgresql is not installed. Its folder is outside
+  pytest's, which only the tests' own user may enter."""
+  root = tempfile.mkdtemp(prefix='mnist_jax_postgres_')
+  os.chmod(root, 0o755)
+  try:
+    server = Postgres(os.path.join(root, 'cluster'))
+  except (FileNotFoundError, subprocess.CalledProcessError) as e:
+    detail = getattr(e, 'stderr', b'') or b''
+    reason = f'no PostgreSQL server to test on ({e} {detail.decode()[-300:]})'
+    if os.environ.get('MNIST_JAX_REQUIRE_POSTGRES') == '1':
+      pytest.fail(f'MNIST_JAX_REQUIRE_POSTGRES=1 but {reason}')
+    pytest.skip(reason)
+  yield server
+  try:
+    server.stop()
+  except subprocess.CalledProcessError:
+    pass  # Already stopped.
+  shutil.rmtree(root, ignore_errors=True)
