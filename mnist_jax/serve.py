@@ -12,10 +12,12 @@ not FastAPI's schema layer. The page is plain HTML, CSS and JavaScript in
   GET  /api/model     which model answers: config, dataset, classes, step, accuracy
   GET  /healthz       {"status": "ok"}
 
-A bad request gets a 4xx with {"error": "..."}; the server keeps serving.
+A bad request gets a 4xx with {"error": "..."} (an unknown path or method too);
+the server keeps serving.
 """
 
 import base64
+import errno
 import importlib
 import io
 import os
@@ -26,12 +28,14 @@ import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import configs
 from mnist_jax import config_lib, input_pipeline, predict, workdir as workdir_lib
@@ -40,8 +44,13 @@ from mnist_jax.errors import UserError
 MAX_UPLOAD_BYTES = 10 * 2**20
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'web')
 # The page may load only what this server serves (and draw images it made).
+# No other site may show it in a frame (clickjacking).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; "
-                           "connect-src 'self'; base-uri 'none'; form-action 'self'")
+                           "connect-src 'self'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+# A client gets this long to send a request's head, on a new connection and between
+# requests on a kept one; one that sends nothing, or a byte now and then, is dropped.
+HEAD_TIMEOUT_S = 10
 
 
 class _TooLarge(Exception):
@@ -88,10 +97,44 @@ class SecurityHeaders:
       if message['type'] == 'http.response.start':
         message['headers'] = [*message.get('headers', []),
                               (b'content-security-policy', CONTENT_SECURITY_POLICY.encode()),
+                              (b'x-frame-options', b'DENY'),  # For browsers without CSP 3.
                               (b'x-content-type-options', b'nosniff')]
       await send(message)
 
     await self.app(scope, receive, with_headers if scope['type'] == 'http' else send)
+
+
+def head_timeout_protocol(seconds: float):
+  """uvicorn's h11 protocol, closing a connection whose request head has not come
+  in `seconds` (uvicorn bounds only the idle time after a response)."""
+
+  class HeadTimeout(H11Protocol):
+    _head_timer = None
+
+    def _expect_head(self):
+      if self._head_timer is not None:
+        self._head_timer.cancel()
+      self._head_timer = self.loop.call_later(seconds, self._head_late)
+
+    def _head_late(self):
+      waiting = self.cycle is None or self.cycle.response_complete  # No request under way.
+      if waiting and not self.transport.is_closing():
+        self.transport.close()
+
+    def connection_made(self, transport):
+      super().connection_made(transport)
+      self._expect_head()
+
+    def on_response_complete(self):
+      super().on_response_complete()
+      self._expect_head()
+
+    def connection_lost(self, exc):
+      if self._head_timer is not None:
+        self._head_timer.cancel()
+      super().connection_lost(exc)
+
+  return HeadTimeout
 
 
 def _too_large():
@@ -143,7 +186,8 @@ def model_info(workdir: str, predictor: predict.Predictor) -> dict:
           'class_names': list(input_pipeline.CLASS_NAMES[config.dataset]),
           'step': predictor.step, 'epoch': last.get('epoch'),
           'test_accuracy': last.get('test_accuracy'), 'val_accuracy': last.get('val_accuracy'),
-          'workdir': os.path.abspath(workdir)}
+          # Its name only: where it lives on the server is none of a visitor's business.
+          'workdir': os.path.basename(os.path.abspath(workdir))}
 
 
 def create_app(workdir: str, predictor: predict.Predictor | None = None):
@@ -190,7 +234,12 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
     del request
     return JSONResponse({'status': 'ok'})
 
-  app = Starlette(routes=[
+  async def http_error(request, exc):
+    del request
+    return JSONResponse({'error': exc.detail}, status_code=exc.status_code,
+                        headers=getattr(exc, 'headers', None))
+
+  app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
       Route('/', page), Route('/api/predict', predict_endpoint, methods=['POST']),
       Route('/api/model', model), Route('/healthz', healthz),
       Mount('/static', StaticFiles(directory=WEB_DIR), name='static'),
@@ -212,6 +261,9 @@ def check_port_free(host: str, port: int) -> None:
     try:
       sock.bind(address)
     except OSError as e:
+      if e.errno == errno.EADDRNOTAVAIL:
+        raise UserError(f'--host={host} is not an address of this machine: use 127.0.0.1 '
+                        '(this machine only) or 0.0.0.0 (every network it is on).') from e
       raise UserError(f'Cannot listen on {host}:{port}: {e.strerror or e}. Another program '
                       '(perhaps another server) uses that port: choose another with '
                       '--port.') from e
@@ -229,4 +281,5 @@ def serve(workdir: str, host: str, port: int, step: int | None = None) -> None:
   logging.info('Serving %s (step %d%s) at http://%s:%d  (ctrl-C stops)', info['config'],
                info['step'], f', test accuracy {100 * accuracy:.2f}%' if accuracy else '',
                shown, port)
-  uvicorn.run(app, host=host, port=port, log_level='warning')
+  uvicorn.run(app, host=host, port=port, log_level='warning',
+              http=head_timeout_protocol(HEAD_TIMEOUT_S))

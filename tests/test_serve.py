@@ -3,17 +3,26 @@
 import base64
 import concurrent.futures
 import io
+import json
+import os
 import select
 import signal
 import socket
 import struct
+import threading
+import time
+import urllib.request
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+import uvicorn
 
-from conftest import serving, start_server
+from conftest import free_port, serving, start_server
 from mnist_jax import predict, serve
 
 starlette_testclient = pytest.importorskip('starlette.testclient')
@@ -118,9 +127,14 @@ def test_model_and_health(client, digit_model):
   assert info['step'] == 400 and info['config'].startswith('tiny (')
   assert 'train_steps_per_epoch=400' in info['config'] and 0.9 < info['test_accuracy'] <= 1
   assert client.get('/healthz').json() == {'status': 'ok'}
+  assert info['workdir'] == os.path.basename(digit_model)  # Not where it is on the server.
   page = client.get('/')
   assert page.status_code == 200 and '<canvas' in page.text
   assert "default-src 'self'" in page.headers['content-security-policy']
+  assert "frame-ancestors 'none'" in page.headers['content-security-policy']
+  assert page.headers['x-frame-options'] == 'DENY'  # No other site may frame the page.
+  for response, status in ((client.get('/api/nothing'), 404), (client.get('/api/predict'), 405)):
+    assert response.status_code == status and response.json()['error'], response.text
   for name in ('app.js', 'style.css'):
     assert client.get(f'/static/{name}').status_code == 200
 
@@ -163,3 +177,31 @@ def test_port_in_use_is_one_message_and_ctrl_c_stops(server, digit_model):
   out = proc.communicate(timeout=60)[0]
   assert proc.returncode == 0, out
   assert 'Serving tiny' in out and 'Traceback' not in out, out
+
+
+def test_a_client_that_never_sends_its_request_head_is_dropped():
+  """One that opens a connection and sends nothing, or half a head, holds it for
+  HEAD_TIMEOUT_S at most; a whole request on the same server is answered."""
+  app = Starlette(routes=[Route('/', lambda request: JSONResponse({'ok': 1}))])
+  port = free_port()
+  server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=port, log_level='warning',
+                                         http=serve.head_timeout_protocol(0.5)))
+  thread = threading.Thread(target=server.run, daemon=True)
+  thread.start()
+  try:
+    deadline = time.time() + 30
+    while not server.started:
+      assert time.time() < deadline
+      time.sleep(0.05)
+    silent = socket.create_connection(('127.0.0.1', port))
+    slow = socket.create_connection(('127.0.0.1', port))
+    slow.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n')  # And never the rest.
+    for sock in (silent, slow):
+      sock.settimeout(5)
+      assert sock.recv(100) == b''  # Closed by the server, well before 5 s.
+      sock.close()
+    with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=5) as r:
+      assert json.load(r) == {'ok': 1}
+  finally:
+    server.should_exit = True
+    thread.join(10)
