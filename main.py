@@ -5,12 +5,26 @@ flags, routes to a mode and turns user mistakes into one readable message.
 """
 
 import gc
+import importlib.util
 import os
+import signal
 import sys
 import time
 import traceback
 
 START_TIME = time.time()  # `elapsed_s` in metrics counts from here.
+INTERRUPTED = 130  # The exit status of a command stopped by Ctrl-C, as shells report it,
+TERMINATED = 143  # and by SIGTERM.
+
+
+def _interrupted_while_starting(signum, frame):
+  del signum, frame
+  print('\nInterrupted before any work started.', file=sys.stderr, flush=True)
+  os._exit(INTERRUPTED)
+
+
+# Ctrl-C during the imports: one line, not an import traceback (main() takes over).
+signal.signal(signal.SIGINT, _interrupted_while_starting)
 # Imports allocate objects that live to the end, and the cycle collector went over
 # them again and again; off until they are in, then frozen out of its passes
 # (main), which also makes tracing the jitted programs cheaper.
@@ -33,6 +47,34 @@ def _exit_with(message: str, at_once: bool = False):
   sys.exit(1)
 
 
+def _check_config_file(argv):
+  """--config=FILE[:ARG] loads and gives a config, or one line says why not.
+
+  config_flags would print the file's traceback (or 'Bad override' for a missing
+  get_config); a config file is the user's to fix, like a sweep spec.
+  """
+  for arg in argv:
+    if not arg.startswith('--config='):
+      continue
+    path, _, config_arg = arg.removeprefix('--config=').partition(':')
+    if not os.path.isfile(path):
+      _exit_with(f'--config={path}: no such file. The configs are in '
+                 f'{os.path.join(_HERE, "configs")}.')
+    try:
+      module_spec = importlib.util.spec_from_file_location('config_check', path)
+      module = importlib.util.module_from_spec(module_spec)
+      module_spec.loader.exec_module(module)
+      if not callable(getattr(module, 'get_config', None)):
+        raise AttributeError('it defines no get_config()')
+      config = module.get_config(*([config_arg] if config_arg else []))
+      if config is None:
+        raise TypeError('its get_config() returned None (no return statement?)')
+    except Exception as e:  # pylint: disable=broad-except
+      where = f' (line {e.lineno})' if isinstance(e, SyntaxError) and e.lineno else ''
+      message = e.msg if isinstance(e, SyntaxError) else str(e)
+      _exit_with(f'--config={path} could not be read: {type(e).__name__}{where}: {message}')
+
+
 def _override_message(e: Exception) -> str:
   text = str(e).replace("\\'", "'").replace('\\n', ' ').strip("'")
   return f'Bad --config override: {text}'
@@ -43,6 +85,9 @@ flags.DEFINE_enum('mode', 'train', ['train', 'explore', 'eval', 'predict', 'serv
                   'train (default), explore the data, eval a trained workdir, '
                   'predict digits in --images, serve a draw-a-digit page and JSON API, '
                   'or sweep hyper-parameters (--sweep).')
+flags.DEFINE_bool('resume_with_changes', False, 'train: resume a run with a config that '
+                  'trains otherwise (e.g. more epochs); the changes are recorded in the '
+                  'workdir\'s config_changes.jsonl. Without it such a resume is refused.')
 flags.DEFINE_integer('checkpoint_step', None, 'eval/predict/serve: this step, not the latest.')
 flags.DEFINE_list('ensemble', [], 'eval: more workdirs whose predictions are averaged '
                   'with --workdir\'s.')
@@ -70,6 +115,7 @@ flags.DEFINE_integer('process_id', None, 'multihost: this process, 0 to num_proc
 flags.DEFINE_integer('heartbeat_timeout_s', 100, 'multihost: a process silent this long '
                      'is taken for dead and the run stops.')
 flags.mark_flags_as_required(['workdir'])
+_check_config_file(sys.argv)
 try:  # config_flags applies --config.KEY=VALUE overrides as soon as it is defined.
   config_flags.DEFINE_config_file('config', os.path.join(_HERE, 'configs', 'default.py'),
                                   'Training configuration file.', lock_config=True)
@@ -79,11 +125,6 @@ except (AttributeError, KeyError, TypeError, ValueError) as e:
 
 def parse_flags(argv):
   """absl's parsing, with one readable line instead of a traceback."""
-  for arg in argv:  # config_flags prints a traceback for a missing file.
-    path = arg.removeprefix('--config=').split(':')[0]
-    if arg.startswith('--config=') and not os.path.isfile(path):
-      _exit_with(f'--config={path}: no such file. The configs are in '
-                 f'{os.path.join(_HERE, "configs")}.')
   try:
     rest = FLAGS(argv)
   except flags.Error as e:
@@ -110,6 +151,8 @@ def main(argv):
   gc.enable()
 
   logs.quiet_libraries()
+  signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt.
+  signal.signal(signal.SIGTERM, _terminated)  # kill, a scheduler's preemption: the same way.
   multihost = False
   try:
     multihost = FLAGS.multihost
@@ -128,6 +171,10 @@ def main(argv):
     run_mode(config, argv)
   except UserError as e:
     _exit_with(str(e), at_once=multihost)
+  except _Terminated:
+    _exit_interrupted(TERMINATED)
+  except KeyboardInterrupt:
+    _exit_interrupted()
   except Exception as e:  # pylint: disable=broad-except
     if not multihost or jax.process_count() == 1:
       raise
@@ -144,6 +191,40 @@ def main(argv):
                'again to resume.', at_once=True)
 
 
+class _Terminated(KeyboardInterrupt):
+  """SIGTERM, stopping the run as Ctrl-C does."""
+
+
+def _terminated(signum, frame):
+  del signum, frame
+  raise _Terminated()
+
+
+def _exit_interrupted(status: int = INTERRUPTED):
+  """Ctrl-C (or SIGTERM): what was kept, in one line, and exit 130 (143) at once.
+
+  The `with` blocks have closed by now (pending checkpoint saves finished).
+  Exiting without the interpreter's shutdown is deliberate: interrupted during
+  a compilation, XLA's threads were still running while Python tore its
+  modules down, and the process died of a segmentation fault.
+  """
+  message = 'Interrupted.'
+  if FLAGS.mode == 'train':
+    folder = os.path.join(FLAGS.workdir, 'checkpoints')
+    steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
+    message = (f'Interrupted; the checkpoint at step {max(steps)} is kept: run the same '
+               'command again to resume from it.' if steps else
+               'Interrupted before the first checkpoint: run the same command again to '
+               'start over.')
+  elif FLAGS.mode == 'sweep':
+    message = ('Interrupted; finished trials are kept in the study and this one\'s seeds '
+               'keep their checkpoints: run the same command again to resume.')
+  logging.flush()
+  print(f'\n{message}', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(status)
+
+
 def run_mode(config, argv):
   """--mode's work, in this process. Each mode imports only what it runs: eval,
   predict and serve never load the training code."""
@@ -151,7 +232,11 @@ def run_mode(config, argv):
   if FLAGS.mode == 'train':
     import jax
     from mnist_jax import train
-    train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME)
+    metrics = train.train_and_evaluate(config, FLAGS.workdir, start_time=START_TIME,
+                                       resume_with_changes=FLAGS.resume_with_changes)
+    useless = train.learned_nothing(metrics, config)
+    if useless:
+      raise UserError(useless)
     if jax.process_index() == 0:
       print(train.summary(FLAGS.workdir), flush=True)
   elif FLAGS.mode == 'serve':

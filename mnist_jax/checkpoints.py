@@ -6,6 +6,7 @@ checkpoints intact; a half-written one is ignored and cleaned up next time.
 """
 
 import os
+import re
 import time
 
 from absl import logging
@@ -51,12 +52,23 @@ class Manager:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state) -> None:
-    """Starts an asynchronous save; `close()` waits for it."""
+    """Starts an asynchronous save; `close()` waits for it. A save that failed
+    (a full disk, a folder gone) is reported here, at the next save, or at close."""
     try:
       self._manager.save(step, args=_ocp().args.StandardSave(state))
-    except OSError as e:
-      raise UserError(f'Cannot write the checkpoint for step {step} in {self.directory}: '
-                      f'{e.strerror or e}. The checkpoints written before it are kept.') from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_error(e) from e
+
+  def _write_error(self, e: Exception) -> UserError:
+    """One message for a failed write. Orbax reports a full disk as a ValueError
+    from TensorStore ('RESOURCE_EXHAUSTED ... No space left on device'), not an OSError."""
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+    system = re.search(r'([A-Z][^:\[]*?) \[os_error_code', str(e))  # TensorStore's errno text.
+    if system:
+      reason = system.group(1)
+    return UserError(f'Cannot write checkpoints in {self.directory}: {reason}. The '
+                     'checkpoints written before are kept; free some space (or fix the '
+                     'folder), then run the same command again to resume.')
 
   def restore(self, state, step=None, required: bool = False):
     """Restores `step` (default: the latest readable one) onto `state`'s structure
@@ -143,11 +155,13 @@ class Manager:
       return
     try:
       self._manager.wait_until_finished()
-    except OSError as e:
-      raise UserError(f'Cannot write checkpoints in {self.directory}: {e.strerror or e}. '
-                      'The checkpoints written before are kept.') from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._write_error(e) from e
     finally:
-      self._manager.close()
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        pass  # The save's own error, raised once above.
 
   def __enter__(self):
     return self

@@ -92,27 +92,84 @@ def _check_sizes(config: ml_collections.ConfigDict) -> None:
 
 
 DATA_KEYS = ('data_dir', 'manual_dir')
+# Where things are and how often to report or keep: a resumed run may change these,
+# and the rest only on purpose (check_resume).
+FREE_KEYS = DATA_KEYS + ('compilation_cache_dir', 'log_every_steps', 'checkpoint_every_epochs',
+                         'keep_checkpoints', 'eval_batch_size', 'steps_per_call')
+CHANGES_FILE = 'config_changes.jsonl'
+
+
+def _saved(workdir: str) -> dict | None:
+  """config.json with the changes a resumed run recorded applied, as JSON values;
+  None where there is no config.json."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
+    for change in workdir_lib.read_metrics(os.path.join(workdir, CHANGES_FILE)):
+      saved.update({k: v['to'] for k, v in change['changes'].items()})
+  except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+    raise UserError(f'{path} is damaged or not a config this version can read ({e}). '
+                    'Restore it, or write it again from the config the run was trained with.'
+                    ) from e
+  return saved
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int,
+                 allow_changes: bool, primary: bool) -> None:
+  """Before a run resumes from `step`: refuses a config that trains otherwise than
+  the one saved (FREE_KEYS aside), naming each change. With `allow_changes` the
+  changes are appended to CHANGES_FILE instead; config.json keeps what the first
+  steps were trained with."""
+  saved = _saved(workdir)
+  if saved is None:
+    if primary:
+      save(config, workdir)
+    return
+  now = json.loads(config.to_json())
+  changes = {k: {'from': saved[k], 'to': v} for k, v in now.items()
+             if k in saved and k not in FREE_KEYS and saved[k] != v}
+  if changes and not allow_changes:
+    listed = '; '.join(f'{k}: {c["from"]!r} then, {c["to"]!r} now' for k, c in changes.items())
+    raise UserError(
+        f'{workdir} was trained to step {step} with another config ({listed}). Resuming '
+        'would mix two trainings. Use a new --workdir, or the values in its config.json, or '
+        'add --resume_with_changes to continue with these on purpose (recorded in '
+        f'{CHANGES_FILE} there).')
+  if not primary:
+    return
+  if changes:
+    workdir_lib.append_line(os.path.join(workdir, CHANGES_FILE),
+                            json.dumps({'step': step, 'changes': changes}))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    first = json.load(f)
+  workdir_lib.write_atomically(os.path.join(workdir, 'config.json'), json.dumps(
+      {**first, **{k: now[k] for k in FREE_KEYS if k in now}}, indent=2, sort_keys=True))
 
 
 def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
-  """The config a training run saved in `workdir/config.json`.
+  """The config a training run saved in `workdir/config.json` (and changed on
+  resuming, CHANGES_FILE).
 
   Where `data_from` (the command line's config) sets a data location
   (`DATA_KEYS`), it replaces the saved one: the model comes from the workdir,
   the data from wherever it is now.
   """
   path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  saved = _saved(workdir)
+  if saved is None:
     raise UserError(f'{path} does not exist: --workdir must name the folder of a '
                     'training run (python main.py --workdir=DIR trains one).')
   # Keys added since that run was trained take their defaults (new features are off).
   config = default.get_config()
   try:
-    with open(path) as f:
-      saved = json.load(f)
     for key, value in saved.items():
       config[key] = tuple(value) if isinstance(value, list) else value
-  except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+  except (ValueError, TypeError, AttributeError, KeyError) as e:
     raise UserError(f'{path} is damaged or not a config this version can read ({e}). '
                     'Restore it, or write it again from the config the run was trained with.'
                     ) from e

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 # The four official files every MNIST-format dataset is distributed as.
@@ -192,7 +193,14 @@ def load(dataset: str, data_dir: Optional[str] = None, manual_dir: Optional[str]
   if dataset not in CLASS_NAMES:
     raise UserError(f'Unknown dataset {dataset!r}; choose one of {tuple(CLASS_NAMES)}.')
   if is_cached(dataset, data_dir):
-    return {s: _read_cached(_cache_dir(dataset, data_dir), s, share) for s in splits}
+    cache = _cache_dir(dataset, data_dir)
+    try:
+      return {s: _read_cached(cache, s, share) for s in splits}
+    except DamagedCache as e:  # Derived from tfds's copy: made again from it.
+      logging.warning('The decoded arrays in %s are damaged (%s); decoding them again.',
+                      cache, e)
+      for name in os.listdir(cache):
+        os.remove(os.path.join(cache, name))
   if share is not None:
     return _load_with_tfds(dataset, data_dir, manual_dir, splits, share)
   out = _load_with_tfds(dataset, data_dir, manual_dir)
@@ -218,11 +226,32 @@ def is_cached(dataset: str, data_dir: Optional[str]) -> bool:
              for s in ('train', 'test') for k in ('images', 'labels'))
 
 
+class DamagedCache(Exception):
+  """A decoded-array file that is unreadable or not what tfds's split holds."""
+
+
 def _read_cached(cache: str, split: str, share) -> Split:
-  images, labels = (np.load(os.path.join(cache, f'{split}_{k}.npy'), mmap_mode='r')
-                    for k in ('images', 'labels'))
+  """One split from the cache, checked: files that open whole, uint8 images of
+  28x28x1, one integer label in 0-9 for each image."""
+  try:
+    images, labels = (np.load(os.path.join(cache, f'{split}_{k}.npy'), mmap_mode='r')
+                      for k in ('images', 'labels'))
+  except (OSError, ValueError, EOFError) as e:  # Truncated, empty or not .npy at all.
+    raise DamagedCache(f'{split}: {e}') from e
+  if (images.dtype != np.uint8 or images.shape[1:] != (28, 28, 1) or labels.ndim != 1
+      or labels.dtype.kind not in 'iu' or len(labels) != len(images) or not len(labels)):
+    raise DamagedCache(f'{split}: images {images.dtype}{list(images.shape)} and labels '
+                       f'{labels.dtype}{list(labels.shape)}, where uint8[N, 28, 28, 1] and '
+                       'int[N] belong')
   start, stop = share_bounds(len(labels), share) if share else (0, len(labels))
-  return Split(np.array(images[start:stop]), np.array(labels[start:stop]))
+  split_labels = np.array(labels[start:stop], np.int32)
+  if split_labels.size and not 0 <= split_labels.min() <= split_labels.max() <= 9:
+    raise DamagedCache(f'{split}: labels outside 0-9')
+  return Split(np.array(images[start:stop]), split_labels)
+
+
+class DamagedCache(Exception):
+  """A decoded-array file that cannot be read or does not hold a split."""
 
 
 def save_cache(dataset: str, data_dir: Optional[str], splits: dict[str, Split]) -> None:
@@ -238,6 +267,17 @@ def save_cache(dataset: str, data_dir: Optional[str], splits: dict[str, Split]) 
         os.replace(tmp, path)
   except OSError:
     pass
+
+
+def _check_writable(folder: str) -> None:
+  """tfds prepares a dataset in `folder`: it must take files (else tfds's error
+  reads as if the official files were missing)."""
+  try:
+    workdir_lib.make_writable_folder(folder)
+  except OSError as e:
+    raise UserError(f'Cannot write to {folder} ({e.strerror or e}): tfds prepares the dataset '
+                    'there the first time. Pass --config.data_dir=A_FOLDER_YOU_CAN_WRITE_TO '
+                    '(or make that one writable).') from e
 
 
 def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[str],
@@ -267,6 +307,7 @@ def _load_with_tfds(dataset: str, data_dir: Optional[str], manual_dir: Optional[
   if not builder.is_prepared():
     logging.info('Preparing %s in %s: the first run only (tens of seconds); later runs '
                  'read the decoded arrays.', dataset, builder.data_dir)
+    _check_writable(os.path.dirname(os.path.dirname(builder.data_dir)))  # DIR/mnist/3.0.1
     # Offline, tfds retries its downloads for minutes before failing: ask first.
     if manual_dir is None and not _can_reach(DOWNLOAD_HOST):
       raise UserError(_missing_data_message(dataset, None, ConnectionError(

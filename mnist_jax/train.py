@@ -110,7 +110,12 @@ def report_points(steps: int, steps_per_call: int, every: int) -> list[int]:
 
 
 class Diverged(Exception):
-  """The training loss became NaN or infinite: (loss, step)."""
+  """The training loss became NaN or infinite, or exploded: (loss, step)."""
+
+
+# A mean cross-entropy no model that learns comes near: chance is ln(10) = 2.3, and
+# a run with a learning rate of 1e6 passed 1e20 while its loss stayed finite.
+EXPLODED_LOSS = 1e4
 
 
 def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
@@ -118,7 +123,7 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
 
   At every report point (about every `log_every_steps` steps, and at the end)
   `report(step, metrics, images_per_s)` is called, images/s counted without
-  compilation; a non-finite loss raises Diverged.
+  compilation; a non-finite or exploded loss (EXPLODED_LOSS) raises Diverged.
   """
   perm = run.permutation(epoch, len(run.labels))
   sums = jax.device_put(step_lib.TrainMetrics.zeros(), NamedSharding(run.mesh, P()))
@@ -127,7 +132,7 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
                              run.config.log_every_steps):
     state, sums = run.train_step(state, sums, run.images, run.labels, perm, point - done)
     metrics = sums.compute()
-    if not np.isfinite(metrics['loss']):
+    if not metrics['loss'] < EXPLODED_LOSS:  # NaN compares False.
       raise Diverged(metrics['loss'], (epoch - 1) * run.steps + point)
     seconds = time.time() - tick - (compile_clock.seconds() - compiled)
     rate = (point - done) * run.config.batch_size / max(seconds, 1e-9)
@@ -154,14 +159,16 @@ def evaluate(run: Run, state: TrainState):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        start_time: float | None = None,
                        data: dict[str, input_pipeline.Split] | None = None,
-                       on_evaluation=None) -> dict[str, float]:
+                       on_evaluation=None, resume_with_changes: bool = False
+                       ) -> dict[str, float]:
   """Trains, evaluates every epoch, checkpoints; resumes from `workdir`.
 
   `data` ({'train': Split, 'test': Split}) replaces the tfds dataset, e.g. in
   tests. `on_evaluation(metrics)` is called with every epoch's metrics line, a
   resumed run's earlier ones first, after that epoch's checkpoint is written: it
-  may raise to stop the run (a sweep pruning it). Returns the last evaluation's
-  metrics.
+  may raise to stop the run (a sweep pruning it). Resuming with a config that
+  trains otherwise is refused unless `resume_with_changes` (config_lib.check_resume).
+  Returns the last evaluation's metrics.
   """
   start_time = time.time() if start_time is None else start_time
   config_lib.validate(config)
@@ -179,10 +186,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if primary:
       stack.enter_context(workdir_lib.lock(workdir))
     return _train(config, workdir, start_time, data, mesh, primary, stack,
-                  on_evaluation or (lambda metrics: None))
+                  on_evaluation or (lambda metrics: None), resume_with_changes)
 
 
-def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation):
+def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluation,
+           resume_with_changes):
   """Setup, resume, then per epoch: train, evaluate, write, checkpoint.
 
   Where the time goes is written to metrics.jsonl (see epoch_line).
@@ -201,8 +209,13 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
   start_step = int(state.step)
   history = (workdir_lib.truncate_metrics(os.path.join(workdir, 'metrics.jsonl'), start_step)
              if primary else [])
-  if primary:
+  if start_step:
+    config_lib.check_resume(config, workdir, start_step, resume_with_changes, primary)
+  elif primary:  # A new run (or one stopped before its first checkpoint).
     config_lib.save(config, workdir)
+    changes = os.path.join(workdir, config_lib.CHANGES_FILE)
+    if os.path.exists(changes):
+      os.remove(changes)
   if start_step >= run.steps * config.num_epochs:
     logging.info('%s already holds the final checkpoint (step %d); nothing to train.',
                  workdir, start_step)
@@ -222,7 +235,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
       last = ckpt.latest_step()
       kept = (f'The last good checkpoint (step {last}) in {ckpt.directory} is kept.'
               if last is not None else 'No checkpoint had been written yet.')
-      raise UserError(f'Training diverged: the loss became {e.args[0]} in epoch {epoch} '
+      raise UserError(f'Training diverged: the loss became {e.args[0]:.3g} in epoch {epoch} '
                       f'(by step {e.args[1]}). {kept} Try a lower --config.learning_rate.'
                       ) from e
     trained = time.time()
@@ -276,6 +289,17 @@ def epoch_line(epoch, step, train_metrics, eval_metrics, start_time, epoch_times
           'epoch_train_s': round(trained - epoch_start, 3),
           'epoch_eval_s': round(now - trained, 3),
           'train_clock_s': round(now - clock[0] - (compile_clock.seconds() - clock[1]), 3)}
+
+
+def learned_nothing(metrics: dict, config) -> str | None:
+  """Why a finished run is of no use, where its test accuracy is still near chance
+  (10%) after 100 steps or more (the `tiny` config reaches 88% in 100); else None.
+  Said by the command, not raised here: a sweep keeps such a trial."""
+  if not metrics or metrics['test_accuracy'] >= 0.2 or metrics['step'] < 100:
+    return None
+  return (f'The run learned nothing: test accuracy {100 * metrics["test_accuracy"]:.1f}% after '
+          f'{metrics["step"]} steps is chance level (10%). Its checkpoint is kept; try a lower '
+          f'--config.learning_rate (this run: {config.learning_rate}) in a new --workdir.')
 
 
 def summary(workdir: str) -> str:

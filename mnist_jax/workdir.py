@@ -22,15 +22,21 @@ class Busy(UserError):
   """Another process is training in this workdir."""
 
 
+def make_writable_folder(folder: str, tag: str = '') -> None:
+  """Creates `folder` and writes and removes a file there; raises OSError where it
+  cannot (root passes permission checks, so only a real write tells)."""
+  os.makedirs(folder, exist_ok=True)
+  probe = os.path.join(folder, f'.write_test.{tag or os.getpid()}')
+  with open(probe, 'w') as f:
+    f.write('ok')
+  os.remove(probe)
+
+
 def prepare(workdir: str, process_index: int = 0) -> None:
   """Creates `workdir` and `workdir/checkpoints`, and checks both take files."""
   for folder in (workdir, os.path.join(workdir, 'checkpoints')):
     try:
-      os.makedirs(folder, exist_ok=True)
-      probe = os.path.join(folder, f'.write_test.{process_index}')
-      with open(probe, 'w') as f:
-        f.write('ok')
-      os.remove(probe)
+      make_writable_folder(folder, str(process_index))
     except OSError as e:
       raise UserError(f'Cannot write to {folder}: {e.strerror or e}. Choose a --workdir '
                       'you can write to.') from e
@@ -88,27 +94,36 @@ def append_line(path: str, text: str) -> None:
 
 
 def read_metrics(path: str) -> list[dict]:
-  """The lines of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
+  """The lines of a metrics.jsonl that hold a record; a torn last line (a kill
+  mid-write) is skipped, and any other line that is not one (a damaged byte, an
+  edit) is skipped with a warning naming it."""
   if not os.path.exists(path):
     return []
   try:
-    with open(path) as f:
+    with open(path, encoding='utf-8', errors='replace') as f:
       lines = f.readlines()
   except OSError as e:
     raise UserError(f'Cannot read {path}: {e.strerror or e}.') from e
-  out = []
-  for line in lines:
+  out, damaged = [], []
+  for number, line in enumerate(lines, 1):
     try:
-      out.append(json.loads(line))
+      record = json.loads(line)
     except json.JSONDecodeError:
-      continue
+      record = None
+    if isinstance(record, dict):
+      out.append(record)
+    elif number < len(lines) or line.endswith('\n'):
+      damaged.append(number)
+  if damaged:
+    logging.warning('%s: line(s) %s are not metric records (damaged?); skipped them.', path,
+                    ', '.join(map(str, damaged)))
   return out
 
 
 def truncate_metrics(path: str, last_step: int) -> list[dict]:
   """Drops metric lines written after the checkpoint a run resumes from, atomically;
   returns the lines kept."""
-  kept = [m for m in read_metrics(path) if isinstance(m, dict) and m.get('step', 0) <= last_step]
+  kept = [m for m in read_metrics(path) if m.get('step', 0) <= last_step]
   if os.path.exists(path):
     write_atomically(path, ''.join(json.dumps(m) + '\n' for m in kept))
   return kept

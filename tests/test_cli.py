@@ -33,6 +33,27 @@ def test_bad_config_is_one_message(tmp_path, args, message):
   assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.parametrize('text,message', [
+    ('def get_config(:\n', 'SyntaxError (line 1): invalid syntax'),
+    ('def get_config():\n  raise ValueError("no such preset")\n', 'ValueError: no such preset'),
+    ('x = 1\n', 'defines no get_config()'),
+    ('def get_config():\n  pass\n', 'returned None'),
+])
+def test_a_config_file_that_does_not_load_is_one_line(tmp_path, text, message):
+  (tmp_path / 'mine.py').write_text(text)
+  result = run_main(f'--workdir={tmp_path / "run"}', f'--config={tmp_path / "mine.py"}')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+  [line] = [l for l in result.stderr.splitlines() if l.strip()]
+  assert line.startswith(f'Error: --config={tmp_path / "mine.py"} could not be read')
+  assert message in line, line
+
+
+def test_serving_on_an_address_of_another_machine_is_one_message(tmp_path):
+  result = run_main(f'--workdir={tmp_path}', '--mode=serve', '--host=192.0.2.1')  # TEST-NET-1.
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert '--host=192.0.2.1 is not an address of this machine' in result.stderr, result.stderr
+
+
 def test_missing_workdir_flag():
   result = run_main()
   assert result.returncode != 0 and '--workdir' in result.stderr

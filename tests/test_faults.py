@@ -3,23 +3,27 @@
 Each case ends in one message (a UserError, or a line on stderr with exit 1)
 within seconds, never a traceback or a hang, and what was written before stays
 usable. Runs as root in CI, where permissions do not stop writes: a write is
-made to fail by putting a file where a folder must be, or the other way round.
+made to fail by putting a file where a folder must be, or the other way round,
+and a full disk is a small tmpfs mounted for the test.
 """
 
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
-from mnist_jax import checkpoints, config_lib, inference, predict, train, workdir as workdir_lib
+from conftest import ROOT, synthetic_split, tiny_command
+from mnist_jax import config_lib, evaluate, inference, input_pipeline, predict, train
+from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 CLEAN = lambda m: {k: v for k, v in m.items() if not k.endswith('_s')}  # Not timings.
@@ -140,15 +144,20 @@ def test_a_failed_write_stops_the_run_with_one_message(tiny_config, synthetic_da
 
 def test_a_checkpoint_save_that_fails_mid_run_stops_it(tiny_config, synthetic_data, tmp_path,
                                                        monkeypatch):
+  """Orbax's own failure, as it reports a full disk (a ValueError from TensorStore)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   tiny_config.num_epochs = 3
-  real_save = checkpoints.Manager.save
+  real_save = ocp.CheckpointManager.save
 
-  def save(self, step, state):
+  def save(self, step, *args, **kwargs):
     if step == 16:
-      raise UserError(f'Cannot write the checkpoint for step {step}: disk full.')
-    real_save(self, step, state)
-  monkeypatch.setattr(checkpoints.Manager, 'save', save)
-  with pytest.raises(UserError, match='step 16'):
+      raise ValueError('RESOURCE_EXHAUSTED: Error writing "params" in OCDBT database at local '
+                       'file "x": Failed to write 512 bytes to file 18: No space left on device '
+                       "[os_error_code='28']")
+    return real_save(self, step, *args, **kwargs)
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  with pytest.raises(UserError, match='Cannot write checkpoints in .*: No space left on device. '
+                     'The checkpoints written before are kept'):
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   monkeypatch.undo()
   _, state, _ = inference.restore(str(tmp_path), tiny_config)  # Step 8 is still usable.
@@ -179,3 +188,160 @@ def test_links_fifos_and_unreadable_folders_are_named(tmp_path, monkeypatch):
   monkeypatch.setattr(os, 'walk', walk)
   with pytest.raises(UserError, match='No images found.*locked: Permission denied'):
     predict.predict_files([str(folder)], str(tmp_path / 'no-run'))
+
+
+def _interrupt(command, ready: str, how=signal.SIGINT, timeout=300):
+  """Runs `command`, sends `how` (SIGINT: Ctrl-C) once a line containing `ready` is
+  printed; returns (exit status, everything printed)."""
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          cwd=ROOT)
+  out, deadline = [], time.time() + timeout
+  for line in proc.stdout:
+    out.append(line)
+    if ready in line:
+      proc.send_signal(how)
+      break
+    assert time.time() < deadline, ''.join(out)
+  out.append(proc.communicate(timeout=120)[0])
+  return proc.returncode, ''.join(out)
+
+
+def test_ctrl_c_at_any_moment_is_exit_130_and_one_line_then_resume(mnist_dirs, tmp_path):
+  """Ctrl-C during the first compilation (where the interpreter's shutdown used to
+  crash with a segmentation fault); SIGTERM (a scheduler's preemption) in the middle
+  of an epoch, the same way with its own exit status."""
+  workdir = tmp_path / 'run'
+  command = tiny_command(workdir, mnist_dirs, '--config.num_epochs=4')
+  status, out = _interrupt(command, 'JAX devices')  # Next: compile the first step.
+  assert status == 130 and 'Traceback' not in out, out[-3000:]
+  assert 'Interrupted before the first checkpoint' in out.splitlines()[-1], out[-3000:]
+  status, out = _interrupt(command, 'epoch 3/4  step 25/50', signal.SIGTERM)
+  assert status == 143 and 'Traceback' not in out, out[-3000:]
+  step = int(re.search(r'Interrupted; the checkpoint at step (\d+) is kept: run the same '
+                       r'command again', out.splitlines()[-1]).group(1))
+  assert step == 100 and str(step) in os.listdir(workdir / 'checkpoints')
+  result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 0 and 'Resuming from the checkpoint at step 100' in result.stderr
+  assert [m['epoch'] for m in workdir_lib.read_metrics(str(workdir / 'metrics.jsonl'))] == [
+      1, 2, 3, 4]
+
+
+def test_a_run_that_learns_nothing_says_so(mnist_dirs, tmp_path):
+  result = subprocess.run(tiny_command(tmp_path / 'run', mnist_dirs,
+                                       '--config.learning_rate=0.99'),
+                          capture_output=True, text=True, cwd=ROOT)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  assert re.search(r'Error: The run learned nothing: test accuracy \d+\.\d% after 100 steps is '
+                   r'chance level', result.stderr), result.stderr[-2000:]
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty', 'garbage', 'wrong shape',
+                                    'fewer images than labels', 'labels out of range'])
+def test_a_damaged_array_cache_is_rebuilt(tmp_path, monkeypatch, damage):
+  splits = {'train': synthetic_split(20), 'test': synthetic_split(10, seed=1)}
+  calls = []
+  monkeypatch.setattr(input_pipeline, '_load_with_tfds',
+                      lambda *args: calls.append(args) or splits)
+  input_pipeline.load('mnist', data_dir=str(tmp_path))
+  cache = tmp_path / 'mnist_jax_arrays' / 'mnist'
+  images, labels = cache / 'train_images.npy', cache / 'train_labels.npy'
+  if damage == 'truncated':
+    images.write_bytes(images.read_bytes()[:-100])
+  elif damage == 'empty':
+    labels.write_bytes(b'')
+  elif damage == 'garbage':
+    images.write_bytes(os.urandom(5000))
+  elif damage == 'wrong shape':
+    np.save(images, splits['train'].images.reshape(20, 784))
+  elif damage == 'fewer images than labels':
+    np.save(images, splits['train'].images[:15])
+  else:
+    np.save(labels, splits['train'].labels + 10)
+  data = input_pipeline.load('mnist', data_dir=str(tmp_path))
+  assert len(calls) == 2  # Decoded from tfds again...
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(data[split].images, splits[split].images)
+    np.testing.assert_array_equal(data[split].labels, splits[split].labels)
+  input_pipeline.load('mnist', data_dir=str(tmp_path))
+  assert len(calls) == 2  # ...and the cache written again whole.
+
+
+def test_a_damaged_byte_in_metrics_keeps_the_other_lines(tmp_path, caplog):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_bytes(b'{"step": 8}\n{"step": \xff16}\n{"step": 24}\n')
+  assert workdir_lib.read_metrics(str(path)) == [{'step': 8}, {'step': 24}]
+  assert 'line(s) 2 are not metric records' in caplog.text
+
+
+def test_resuming_with_another_config_is_refused_unless_asked_and_then_recorded(
+    tiny_config, synthetic_data, tmp_path):
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  original = (tmp_path / 'config.json').read_text()
+  changed = tiny_config.copy_and_resolve_references()
+  changed.learning_rate, changed.batch_size, changed.num_epochs = 0.01, 16, 2
+  with pytest.raises(UserError) as refused:
+    train.train_and_evaluate(changed, str(tmp_path), data=synthetic_data)
+  for change in ('learning_rate: 0.003 then, 0.01 now', 'batch_size: 32 then, 16 now',
+                 'num_epochs: 1 then, 2 now', '--resume_with_changes'):
+    assert change in str(refused.value), str(refused.value)
+  assert (tmp_path / 'config.json').read_text() == original
+  assert len(workdir_lib.read_metrics(str(tmp_path / 'metrics.jsonl'))) == 1  # Nothing trained.
+
+  moved = tiny_config.copy_and_resolve_references()  # Where things are may change freely.
+  moved.log_every_steps, moved.keep_checkpoints = 3, 7
+  train.train_and_evaluate(moved, str(tmp_path), data=synthetic_data)
+  assert json.loads((tmp_path / 'config.json').read_text())['keep_checkpoints'] == 7
+
+  longer = moved.copy_and_resolve_references()
+  longer.num_epochs = 2
+  metrics = train.train_and_evaluate(longer, str(tmp_path), data=synthetic_data,
+                                     resume_with_changes=True)
+  assert metrics['epoch'] == 2
+  assert json.loads((tmp_path / 'config.json').read_text())['num_epochs'] == 1  # As trained first,
+  [record] = workdir_lib.read_metrics(str(tmp_path / config_lib.CHANGES_FILE))
+  assert record == {'step': 8, 'changes': {'num_epochs': {'from': 1, 'to': 2}}}  # then changed.
+  assert config_lib.load_saved(str(tmp_path)).num_epochs == 2
+  train.train_and_evaluate(longer, str(tmp_path), data=synthetic_data)  # As it is now: accepted.
+
+
+def _small_disk(tmp_path):
+  """A 600 kB file system (tmpfs), for a disk that fills up mid-run; root only."""
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=600k', 'tmpfs',
+                                          str(disk)], capture_output=True).returncode:
+    pytest.skip('a full disk needs root to mount a small tmpfs')
+  return disk
+
+
+def test_a_disk_that_fills_up_during_a_checkpoint_is_one_message(mnist_dirs, tmp_path):
+  disk = _small_disk(tmp_path)
+  try:
+    result = subprocess.run(tiny_command(disk / 'run', mnist_dirs,
+                                         '--config.conv_features=16,32'),
+                            capture_output=True, text=True, cwd=ROOT)
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr and 'E1' not in result.stderr, result.stderr[-3000:]
+  assert result.stderr.rstrip().splitlines()[-1] == (
+      f'Error: Cannot write checkpoints in {disk}/run/checkpoints: No space left on device. The '
+      'checkpoints written before are kept; free some space (or fix the folder), then run the '
+      'same command again to resume.')
+
+
+def test_the_same_ensemble_member_twice_is_refused(tmp_path):
+  (tmp_path / 'a').mkdir()
+  with pytest.raises(UserError, match='in the ensemble twice'):
+    evaluate.load_members([str(tmp_path / 'a'), str(tmp_path / 'b' / '..' / 'a')])
+
+
+def test_a_data_dir_that_takes_no_files_is_named_as_such(tmp_path):
+  (tmp_path / 'file').write_text('not a folder')
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  for name in input_pipeline.OFFICIAL_FILES:
+    (manual / name).write_bytes(b'')
+  with pytest.raises(UserError, match=r'Cannot write to .*file.*tfds prepares the dataset there'):
+    input_pipeline.load('mnist', str(tmp_path / 'file' / 'tfds'), str(manual))

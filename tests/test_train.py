@@ -254,14 +254,17 @@ def test_keeps_last_n_checkpoints(tiny_config, synthetic_data, tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['24', '32']
 
 
-def test_divergence_stops_without_touching_checkpoints(tiny_config, synthetic_data, tmp_path):
+@pytest.mark.parametrize('learning_rate', [1e30, 1e6])  # A NaN loss; a finite one, exploded.
+def test_divergence_stops_without_touching_checkpoints(tiny_config, synthetic_data, tmp_path,
+                                                       learning_rate):
   tiny_config.num_epochs = 1
   train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   before = sorted(os.listdir(tmp_path / 'checkpoints'))
   tiny_config.num_epochs = 3
-  tiny_config.learning_rate = 1e30
+  tiny_config.learning_rate = learning_rate
   with pytest.raises(UserError, match='Training diverged.*step 8.*is kept'):
-    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data,
+                             resume_with_changes=True)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
   assert len(open(tmp_path / 'metrics.jsonl').readlines()) == 1
 
