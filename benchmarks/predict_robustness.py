@@ -24,7 +24,6 @@ and 100 phone-size (3000x4000) JPEG photos.
 """
 
 import glob
-import io
 import json
 import os
 import sys
@@ -35,7 +34,9 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_jax import hardware, input_pipeline, plots, predict
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pictures import paper_photo, sklearn_digits  # pylint: disable=wrong-import-position
+from mnist_jax import hardware, input_pipeline, plots, predict  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
 flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
@@ -49,38 +50,6 @@ flags.DEFINE_bool('throughput', True, 'Also time predict_files on small files an
 FLAGS = flags.FLAGS
 
 
-def _canvas(rng, size):
-  """A paper-like background: a tone, a shadow gradient and noise, in [0, 1]."""
-  h, w = size
-  tone = rng.uniform(0.6, 0.95)
-  gy, gx = np.mgrid[0:h, 0:w]
-  angle = rng.uniform(0, 2 * np.pi)
-  ramp = (np.cos(angle) * gx / w + np.sin(angle) * gy / h)
-  shadow = rng.uniform(0, 0.35) * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
-  return np.clip(tone - shadow + rng.normal(0, rng.uniform(0.005, 0.04), (h, w)), 0, 1)
-
-
-def _finish(rng, ink_alpha, size):
-  """Composes ink (alpha in [0, 1]) onto paper; random polarity, colour, JPEG."""
-  paper = _canvas(rng, size)
-  ink_level = rng.uniform(0.0, 0.25)
-  if rng.random() < 0.3:  # Light ink on a dark board.
-    paper, ink_level = 1 - paper, rng.uniform(0.75, 1.0)
-  grey = paper * (1 - ink_alpha) + ink_level * ink_alpha
-  # Stray specks away from the digit.
-  for _ in range(rng.integers(0, 4)):
-    y, x = rng.integers(0, size[0]), rng.integers(0, size[1])
-    grey[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = ink_level
-  tint = rng.uniform(0.6, 1.0, 3) if rng.random() < 0.5 else np.ones(3)
-  rgb = np.clip(grey[..., None] * tint, 0, 1)
-  image = Image.fromarray((rgb * 255).astype(np.uint8))
-  if rng.random() < 0.5:
-    buffer = io.BytesIO()
-    image.save(buffer, 'JPEG', quality=int(rng.integers(40, 90)))
-    image = Image.open(io.BytesIO(buffer.getvalue()))
-  return image
-
-
 def pasted(rng, digit: np.ndarray):
   """An MNIST digit enlarged into a big, noisy photo-like canvas."""
   scale = rng.uniform(2, 25)
@@ -91,7 +60,7 @@ def pasted(rng, digit: np.ndarray):
   alpha = np.zeros((h, w))
   y, x = rng.integers(0, h - side), rng.integers(0, w - side)
   alpha[y:y + side, x:x + side] = np.clip(big, 0, 1)
-  return _finish(rng, alpha, (h, w))
+  return paper_photo(rng, alpha, (h, w))
 
 
 def font_digit(rng, label: int, fonts):
@@ -106,7 +75,7 @@ def font_digit(rng, label: int, fonts):
   y = rng.integers(0, max(1, h - (bottom - top))) - top
   draw.text((x, y), str(label), fill=255, font=font)
   layer = layer.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BICUBIC)
-  return _finish(rng, np.asarray(layer, np.float64) / 255, (h, w))
+  return paper_photo(rng, np.asarray(layer, np.float64) / 255, (h, w))
 
 
 def tight(digit: np.ndarray, side: int, squeeze: bool = False) -> np.ndarray:
@@ -122,24 +91,25 @@ def tight(digit: np.ndarray, side: int, squeeze: bool = False) -> np.ndarray:
   return np.asarray(Image.fromarray(box).resize((side, side), Image.Resampling.BILINEAR))
 
 
-def sklearn_digits():
-  """scikit-learn's 1,797 8x8 digits (0-16, ink high) as dark ink on white, and labels."""
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  digits = load_digits()
-  return (255 - digits.images * 255 / 16).round().astype(np.uint8), digits.target
-
-
 def score(predictor, images, labels):
-  """(accuracy, refused indices, wrong indices, what the model saw, predictions)."""
-  seen, refused = [], []
+  """(accuracy, refused indices, wrong indices, what the model saw, predictions).
+
+  Each image is read as --mode=predict reads it (predict.preprocess_digits): one
+  found as several digits is wrong (prediction 10 + how many were found)."""
+  seen, refused, several = [], [], {}
   for i, image in enumerate(images):
     try:
-      seen.append(predict.preprocess(image))
+      found = predict.preprocess_digits(image, predictor.classify)
+      seen.append(found[0][0])
+      if len(found) > 1:
+        several[i] = len(found)
     except predict.ImageProblem:
       refused.append(i)
       seen.append(np.zeros((28, 28), np.uint8))
   predictions = np.argmax(predictor(seen, preprocessed=True), axis=1)
   predictions[refused] = -1
+  for i, count in several.items():
+    predictions[i] = 10 + count
   wrong = [i for i in np.flatnonzero(predictions != labels) if i not in set(refused)]
   return float(np.mean(predictions == labels)), refused, wrong, seen, predictions
 
@@ -151,7 +121,8 @@ def mistakes_picture(name, images, labels, seen, predictions, refused, wrong, fo
   for i in show:
     original = images[i] if isinstance(images[i], np.ndarray) else np.asarray(images[i].convert('L'))
     grid += [original, seen[i]]
-    titles += [f'given: {labels[i]}', 'refused' if predictions[i] < 0 else f'saw: {predictions[i]}']
+    titles += [f'given: {labels[i]}', 'refused' if predictions[i] < 0 else
+               f'{predictions[i] - 10} digits' if predictions[i] >= 10 else f'saw: {predictions[i]}']
   if show:
     plots.image_grid(grid, titles, os.path.join(folder, f'{name}_failures.png'),
                      f'{name}: {len(refused)} refused, {len(wrong)} wrong of {len(images)} '

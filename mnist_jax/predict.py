@@ -6,12 +6,15 @@ digit cropped, scaled so its longer side is 20 pixels (aspect ratio kept) and
 placed in a 28x28 frame so that its centre of mass is at the centre. Specks
 are ignored and thin pen strokes thickened to MNIST's stroke width. Photos
 (paper around the digit) also lose uneven lighting and paper texture; small
-pictures and tight crops are taken as digits already cut out. Only pictures
-that hold no digit (one colour, a faint smudge, pixel noise) are refused.
+pictures and tight crops are taken as digits already cut out. Several digits
+side by side (a house number, a year) are cut apart and read left to right.
+Only pictures that hold no digit (one colour, a faint smudge, pixel noise, a
+lone dot or dash) are refused.
 """
 
 import dataclasses
 import io
+import itertools
 import json
 import os
 import sys
@@ -52,6 +55,17 @@ NOISE_SIGMAS = 2.75
 # MNIST digits cut to 12x12 99.0% -> 99.3%.
 SHARPEN = 3.0
 FAINT_INK = 0.15
+# Strong ink (all of it) whose longer side is under this fraction of a photo's
+# shorter side is a dot or a dash, not a digit. Cut-outs are exempt: a tight scan's
+# digit fills it, however few its pixels (scikit-learn's are 8x8).
+MIN_MARK = 0.12
+# Ink at least this much wider than tall may be touching digits, and is also read
+# as 2, 3... of them (read_digits). Chosen among 0.6-1.0 on numbers made of the
+# first half of the MNIST test digits (benchmarks/read_numbers.py --dev): 0.8 and
+# below read touching pairs 100% right, 1.0 98%. Favouring fewer digits (a factor
+# of 0.5-0.7 per extra one, or 2-4 for one digit where all the ink is one piece)
+# only lost: touching pairs 94% -> 87%.
+TOUCHING_WIDTH = 0.8
 
 
 class ImageProblem(ValueError):
@@ -216,8 +230,9 @@ def check_not_blank(grey: np.ndarray) -> None:
     raise ImageProblem('blank image: only noise, no strokes found')
 
 
-def digit_mask(ink: np.ndarray, photo: bool) -> np.ndarray:
-  """The pixels of the digit: strong ink, minus specks and far-away marks."""
+def _strokes(ink: np.ndarray, photo: bool):
+  """The connected pieces of strong ink: (labels, count, sizes); refuses an
+  image with no clear ink."""
   if ink.max() < 0.04:
     raise ImageProblem('blank image: no ink found')
   scale = ink.max()
@@ -238,7 +253,18 @@ def digit_mask(ink: np.ndarray, photo: bool) -> np.ndarray:
     if (np.median(ink[labels > 0]) - np.median(ink[ink < threshold / 2])
         ) * scale < MIN_CONTRAST_OVER_NOISE * noise:
       raise ImageProblem('blank image: no clear ink found')
+  if photo:
+    ys, xs = np.nonzero(labels)
+    if max(np.ptp(ys), np.ptp(xs)) + 1 < MIN_MARK * min(ink.shape):
+      raise ImageProblem('too small to be a digit: the only mark is a dot or a dash; write '
+                         'the digit larger, or crop the picture closer around it')
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, np.arange(1, count + 1))
+  return labels, count, sizes
+
+
+def digit_mask(ink: np.ndarray, photo: bool, strokes=None) -> np.ndarray:
+  """The pixels of the digit: strong ink, minus specks and far-away marks."""
+  labels, count, sizes = strokes or _strokes(ink, photo)
   biggest = int(np.argmax(sizes)) + 1
   main = labels == biggest
   ys, xs = np.nonzero(main)
@@ -258,16 +284,26 @@ def _stroke_width(mask: np.ndarray) -> float:
   return float(2 * area / max(edges, 1))
 
 
-def to_mnist(grey: np.ndarray) -> np.ndarray:
-  """Any greyscale digit image in [0, 1] -> a 28x28 uint8 MNIST-style image."""
+def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+  """(ink map at WORK_SIZE at most, whether it is a photo: paper around the digits)."""
   shrunk = _shrink(grey, WORK_SIZE)
   check_not_blank(grey if grey.size <= WORK_SIZE ** 2 else shrunk)  # A strip keeps its rows.
   grey = shrunk
   photo = min(grey.shape) >= PHOTO_SIDE
   if photo:  # Dithering (palette images) and JPEG speckle are not ink.
     grey = ndimage.gaussian_filter(grey, 1.0, mode='nearest')
-  ink = ink_map(grey)
-  mask = digit_mask(ink, photo)
+  return ink_map(grey), photo
+
+
+def to_mnist(grey: np.ndarray) -> np.ndarray:
+  """Any greyscale digit image in [0, 1] -> a 28x28 uint8 MNIST-style image."""
+  ink, photo = _ink(grey)
+  return _frame(ink, digit_mask(ink, photo), photo)[0]
+
+
+def _frame(ink: np.ndarray, mask: np.ndarray, photo: bool) -> tuple[np.ndarray, tuple]:
+  """The digit whose strong ink is `mask`, as MNIST drew its digits: (28x28 uint8,
+  the (rows, columns) slices of `ink` it was cut from)."""
   ys, xs = np.nonzero(mask)
   box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
   # Keep the soft (anti-aliased) ink around the digit's strokes, nothing else.
@@ -300,11 +336,140 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
   y0, x0 = max(0, -oy), max(0, -ox)
   y1, x1 = min(small.shape[0], FRAME - oy), min(small.shape[1], FRAME - ox)
   frame[y0 + oy:y1 + oy, x0 + ox:x1 + ox] = small[y0:y1, x0:x1]
-  return np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+  return np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8), box
 
 
-def preprocess(image) -> np.ndarray:
-  """A path, PIL image or array (any size; 2-D grey, or HxWx3/4) -> 28x28 uint8."""
+def _group(labels: np.ndarray, count: int, sizes: np.ndarray) -> list[np.ndarray]:
+  """The pieces of ink gathered into digits, left to right, as masks (a digit
+  much wider than tall may still be several touching ones: see _cut).
+
+  Specks (under 5% of the biggest piece's ink) are dropped. Pieces that overlap
+  along x by half the narrower one's width are one digit (a broken 4, the bar of a
+  5 above its body). A low piece (under 60% of the tallest one's height: the bar
+  of a 5 or 7, a 2's tail) joins the digit nearest along x, if within 30% of that
+  height; alone, under 40% of it (a dot, a dash), it is dropped.
+  """
+  boxes = ndimage.find_objects(labels)
+  groups = [[i] for i in range(count) if sizes[i] >= 0.05 * sizes.max()]
+
+  def extent(group, axis):
+    return (min(boxes[i][axis].start for i in group), max(boxes[i][axis].stop for i in group))
+
+  def overlap(a, b):
+    (a0, a1), (b0, b1) = extent(a, 1), extent(b, 1)
+    return min(a1, b1) - max(a0, b0), min(a1 - a0, b1 - b0)
+
+  merged = True
+  while merged:  # Until no two groups overlap enough.
+    merged = False
+    for a, b in itertools.combinations(range(len(groups)), 2):
+      shared, narrower = overlap(groups[a], groups[b])
+      if shared >= 0.5 * narrower:
+        groups[a] += groups.pop(b)
+        merged = True
+        break
+  height = lambda group: extent(group, 0)[1] - extent(group, 0)[0]
+  tallest = max(height(g) for g in groups)
+  for low in sorted((g for g in groups if height(g) < 0.6 * tallest), key=height):
+    others = [g for g in groups if g is not low]
+    if not others:
+      break
+    nearest = min(others, key=lambda g: -overlap(low, g)[0])
+    if -overlap(low, nearest)[0] <= 0.3 * tallest:
+      nearest += low
+      groups.remove(low)
+  groups = [g for g in groups if height(g) >= 0.4 * tallest]
+  masks = [np.isin(labels, [i + 1 for i in group]) for group in groups]
+  return sorted(masks, key=lambda m: np.nonzero(m)[1].mean())
+
+
+def _cut(mask: np.ndarray, k: int) -> list[np.ndarray]:
+  """`mask` cut into k pieces side by side, each cut where the columns near its
+  even-spaced place hold least ink."""
+  xs = np.nonzero(mask.any(0))[0]
+  x0, width = xs.min(), np.ptp(xs) + 1
+  columns = mask[:, x0:x0 + width].sum(0)
+  cuts = [x0]
+  for j in range(1, k):
+    centre, reach = j * width // k, max(1, width // (3 * k))
+    window = columns[centre - reach:centre + reach + 1]
+    cuts.append(x0 + centre - reach + int(np.argmin(window)))
+  cuts.append(x0 + width)
+  pieces = []
+  for left, right in zip(cuts[:-1], cuts[1:]):
+    piece = np.zeros_like(mask)
+    piece[:, left:right] = mask[:, left:right]
+    pieces.append(piece)
+  return pieces
+
+
+def _readings(mask: np.ndarray) -> list[list[np.ndarray]]:
+  """The ways to read one group of ink: as one digit, and where it is wide enough
+  (TOUCHING_WIDTH) to be k touching digits, each at least 0.35 as wide as tall, as k."""
+  ys, xs = np.nonzero(mask)
+  height, width = np.ptp(ys) + 1, np.ptp(xs) + 1
+  ways = [[mask]]
+  for k in range(2, 7):
+    if width < TOUCHING_WIDTH * height or width < k * 0.35 * height:
+      break
+    pieces = _cut(mask, k)
+    if all(p.any() for p in pieces):
+      ways.append(pieces)
+  return ways
+
+
+def read_digits(grey: np.ndarray, classify=None
+                ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+  """The digits in a greyscale image in [0, 1], left to right: [(28x28 uint8, box)],
+  each box (x0, y0, x1, y1) in the image's pixels.
+
+  One digit unless the ink falls into several groups (see _group); a cut-out
+  (under PHOTO_SIDE pixels) is one digit unless at least 1.3 times wider than tall,
+  the way a number is. A group wide enough to be touching digits is read each way
+  _readings offers, and `classify` (28x28 uint8 [N] -> probabilities [N, 10])
+  chooses: the way whose digits' confidences multiply to the most. (Also offering
+  two close groups as one digit, for a 4 written in two strokes, lost more numbers
+  than it won.) Without it, a group 1.25 times wider than tall is cut into digits
+  0.8 times as wide as tall.
+  """
+  ink, photo = _ink(grey)
+  strokes = _strokes(ink, photo)
+  h, w = ink.shape
+  scale = grey.shape[0] / h, grey.shape[1] / w
+
+  def framed(mask):  # (28x28, its box in the image's pixels)
+    digit, (rows, columns) = _frame(ink, mask, photo)
+    return digit, (int(columns.start * scale[1]), int(rows.start * scale[0]),
+                   int(np.ceil(columns.stop * scale[1])), int(np.ceil(rows.stop * scale[0])))
+
+  def one_digit():  # Read as one digit always was.
+    return [framed(digit_mask(ink, photo, strokes))]
+
+  if not photo and w < 1.3 * h:
+    return one_digit()
+  groups = [_readings(g) for g in _group(*strokes)]
+  if len(groups) == 1 and len(groups[0]) == 1:
+    return one_digit()
+  if classify is not None:  # One call for every candidate digit.
+    candidates = [[[framed(m) for m in way] for way in ways] for ways in groups]
+    confidence = iter(classify(np.stack([d for ways in candidates for way in ways
+                                         for d, _ in way])).max(1))
+  chosen = []
+  for i, ways in enumerate(groups):
+    if classify is None:
+      ys, xs = np.nonzero(ways[0][0])
+      k = int(round((np.ptp(xs) + 1) / (0.8 * (np.ptp(ys) + 1))))
+      index = next((j for j, way in enumerate(ways) if len(way) == k), 0) if (
+          np.ptp(xs) + 1 >= 1.25 * (np.ptp(ys) + 1)) else 0
+      chosen += [framed(m) for m in ways[index]]
+    else:
+      scores = [np.prod([next(confidence) for _ in way]) for way in ways]
+      chosen += candidates[i][int(np.argmax(scores))]
+  return one_digit() if len(chosen) == 1 else chosen
+
+
+def to_grey_array(image) -> np.ndarray:
+  """A path, PIL image or array (any size; 2-D grey, or HxWx3/4) -> grey in [0, 1]."""
   if isinstance(image, (str, os.PathLike)):
     image = open_image(os.fspath(image))
   if isinstance(image, Image.Image):
@@ -320,7 +485,18 @@ def preprocess(image) -> np.ndarray:
     grey = to_grey(Image.fromarray(array))
   if min(grey.shape) < 2:
     raise ImageProblem(f'image too small ({grey.shape[1]}x{grey.shape[0]} pixels)')
-  return to_mnist(grey)
+  return grey
+
+
+def preprocess(image) -> np.ndarray:
+  """A path, PIL image or array (any size; 2-D grey, or HxWx3/4) -> 28x28 uint8:
+  the image read as one digit."""
+  return to_mnist(to_grey_array(image))
+
+
+def preprocess_digits(image, classify=None) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+  """A path, PIL image or array -> its digits, left to right (read_digits)."""
+  return read_digits(to_grey_array(image), classify)
 
 
 def image_paths(paths: Sequence[str], problems: list | None = None) -> list[str]:
@@ -395,6 +571,17 @@ class Predictor:
       out['class_name'] = names[best]
     return out
 
+  def read(self, found: list, probabilities: np.ndarray) -> dict:
+    """The JSON fields of one picture from its preprocess_digits() and their
+    probabilities: `number` (the digits read left to right) and `digits` (each
+    one's answer and box: x0, y0, x1, y1 in the picture's pixels), and where there
+    is one digit, its answer's fields at the top level as well."""
+    digits = [{**self.answer(p), 'box': list(box)} for (_, box), p in zip(found, probabilities)]
+    out = {'number': ''.join(str(d['prediction']) for d in digits), 'digits': digits}
+    if len(digits) == 1:
+      out = {**self.answer(probabilities[0]), **out}
+    return out
+
   def predict_files(self, files: Sequence[str], save_preprocessed: str | None = None,
                     out=sys.stdout) -> int:
     """One JSON line per file to `out`, in order; returns how many failed.
@@ -403,22 +590,27 @@ class Predictor:
     """
     failures = 0
     for start in range(0, len(files), BATCH):
-      chunk, digits, records = files[start:start + BATCH], [], []
+      chunk, found, records = files[start:start + BATCH], [], []
       for i, path in enumerate(chunk, start):
         try:
-          digits.append(preprocess(path))
+          found.append(preprocess_digits(path, self.classify))
           records.append({'file': path})
           if save_preprocessed:
             stem = os.path.splitext(os.path.basename(path))[0]
-            _save_png(digits[-1], os.path.join(save_preprocessed, f'{i:04d}_{stem}.png'))
+            for j, (digit, _) in enumerate(found[-1]):
+              suffix = f'_{j + 1}' if len(found[-1]) > 1 else ''
+              _save_png(digit, os.path.join(save_preprocessed, f'{i:04d}_{stem}{suffix}.png'))
         except ImageProblem as e:
           records.append({'file': path, 'error': str(e)})
-      probabilities = iter(self.classify(digits))
+      probabilities = self.classify([d for digits in found for d, _ in digits])
+      pictures, used = iter(found), 0
       for record in records:
         if 'error' in record:
           failures += 1
         else:
-          record.update(self.answer(next(probabilities)))
+          digits = next(pictures)
+          record.update(self.read(digits, probabilities[used:used + len(digits)]))
+          used += len(digits)
         print(json.dumps(record), file=out, flush=True)
     return failures
 

@@ -7,9 +7,11 @@ not FastAPI's schema layer. The page is plain HTML, CSS and JavaScript in
 
   GET  /              the page
   POST /api/predict   multipart/form-data, the picture in field `image` -> the JSON
-                      of a --mode=predict line, plus `preprocessed`: the 28x28 image
-                      the model saw, as a base64 PNG
+                      of a --mode=predict line (`number`, `digits` with their boxes,
+                      and one digit's answer at the top level), plus `preprocessed`:
+                      each 28x28 image the model saw, as a base64 PNG, and `size`
   GET  /api/model     which model answers: config, dataset, classes, step, accuracy
+  GET  /api/samples   test digits (and numbers) to try, as base64 PNGs
   GET  /healthz       {"status": "ok"}
 
 A bad request gets a 4xx with {"error": "..."} (an unknown path or method too);
@@ -177,6 +179,33 @@ def _plain(value):
   return list(value) if isinstance(value, tuple) else value
 
 
+SAMPLE_NUMBERS = ('2026', '314')
+
+
+def samples_of(config) -> list[dict]:
+  """Pictures to click on the page: the first test image of each class and, for
+  MNIST, numbers made of test digits side by side; each {'label', 'image' (base64
+  PNG, dark on white)}. None where the test split is not already decoded here
+  (the page then offers none): a server does not prepare datasets."""
+  if not input_pipeline.is_cached(config.dataset, config.data_dir):
+    logging.info('No sample digits on the page: %s is not prepared in %s.', config.dataset,
+                 config.data_dir)
+    return []
+  test = input_pipeline.load(config.dataset, config.data_dir, splits=('test',))['test']
+  first = {c: test.images[int(np.argmax(test.labels == c)), ..., 0] for c in range(10)}
+  out = [{'label': name, 'image': png_base64(255 - first[c])}
+         for c, name in enumerate(input_pipeline.CLASS_NAMES[config.dataset])]
+  if config.dataset == 'mnist':
+    gap = np.zeros((28, 4), np.uint8)
+    for number in SAMPLE_NUMBERS:
+      pieces = [gap]
+      for d in number:
+        columns = np.nonzero(first[int(d)].max(0))[0]  # The digit's ink, then a gap.
+        pieces += [first[int(d)][:, columns[0]:columns[-1] + 1], gap]
+      out.append({'label': number, 'image': png_base64(255 - np.concatenate(pieces, axis=1))})
+  return out
+
+
 def model_info(workdir: str, predictor: predict.Predictor) -> dict:
   config = predictor.config
   metrics = workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
@@ -194,15 +223,21 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
   """The Starlette app answering with `workdir`'s model (loaded once, here)."""
   predictor = predictor or predict.Predictor.from_workdir(workdir, batch=1)
   info = model_info(workdir, predictor)
+  sample_pictures = samples_of(predictor.config)
 
   def error(message: str, status: int = 400):
     return JSONResponse({'error': message}, status_code=status)
 
   def answer(data: bytes) -> dict:
     image = predict.open_bytes(data)
-    digit = predict.preprocess(image)
-    out = predictor.answer(predictor.classify(digit[None])[0])
-    return {**out, 'preprocessed': png_base64(digit)}
+    found = predict.preprocess_digits(image, predictor.classify)
+    out = predictor.read(found, predictor.classify([digit for digit, _ in found]))
+    for digit, (image28, _) in zip(out['digits'], found):
+      digit['preprocessed'] = png_base64(image28)
+    out['size'] = [image.width, image.height]  # The boxes' frame of reference.
+    if len(found) == 1:
+      out['preprocessed'] = out['digits'][0]['preprocessed']
+    return out
 
   async def predict_endpoint(request: Request):
     if not request.headers.get('content-type', '').startswith('multipart/form-data'):
@@ -220,7 +255,7 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
     try:
       return JSONResponse(await run_in_threadpool(answer, data))
     except predict.ImageProblem as e:
-      return error(str(e), 422 if str(e).startswith('blank') else 400)
+      return error(str(e), 422 if str(e).startswith(('blank', 'too small')) else 400)
 
   async def page(request):
     del request
@@ -229,6 +264,10 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
   async def model(request):
     del request
     return JSONResponse(info)
+
+  async def samples(request):
+    del request
+    return JSONResponse({'samples': sample_pictures})
 
   async def healthz(request):
     del request
@@ -241,7 +280,7 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
 
   app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
       Route('/', page), Route('/api/predict', predict_endpoint, methods=['POST']),
-      Route('/api/model', model), Route('/healthz', healthz),
+      Route('/api/model', model), Route('/api/samples', samples), Route('/healthz', healthz),
       Mount('/static', StaticFiles(directory=WEB_DIR), name='static'),
   ], middleware=[Middleware(SecurityHeaders),
                  Middleware(LimitUploads, max_bytes=MAX_UPLOAD_BYTES)])

@@ -8,6 +8,7 @@ import os
 import shutil
 import urllib.parse
 
+import numpy as np
 import pytest
 
 from conftest import serving
@@ -95,7 +96,37 @@ def button_rows(page):
       })""")
 
 
-def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
+def box_pixels(page, tmp_path):
+  """How many pixels of the boxes' colours (green, amber) the screen shows over the
+  drawing's left and right halves."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  shot = tmp_path / 'layers.png'
+  page.locator('.layers').screenshot(path=str(shot))
+  pixels = np.asarray(Image.open(shot).convert('RGB')).astype(int)
+  r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+  coloured = ((g > 120) & (r < 80) & (b < 100)) | ((r > 180) & (g > 120) & (g < 190) & (b < 60))
+  half = coloured.shape[1] // 2
+  return int(coloured[:, :half].sum()), int(coloured[:, half:].sum())
+
+
+def photographed_number(digits, rng):
+  """MNIST digits side by side, written dark on grey paper with noise and a shadow,
+  saved as a JPEG as a phone would: a picture of a number."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  pieces = [d[:, np.nonzero(d.max(0))[0].min():np.nonzero(d.max(0))[0].max() + 1] for d in digits]
+  ink = np.zeros((44, sum(p.shape[1] + 6 for p in pieces) + 20))
+  x = 12
+  for piece in pieces:
+    ink[8:36, x:x + piece.shape[1]] = piece / 255
+    x += piece.shape[1] + 6
+  ink = np.asarray(Image.fromarray((ink * 255).astype(np.uint8)).resize(
+      (ink.shape[1] * 5, ink.shape[0] * 5), Image.Resampling.BICUBIC)) / 255
+  paper = 0.8 - np.linspace(0, 0.15, ink.shape[1])[None] + rng.normal(0, 0.02, ink.shape)
+  grey = paper * (1 - ink) + 0.1 * ink
+  return Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert('RGB')
+
+
+def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   errors, requests = [], []
   with sync_api.sync_playwright() as p:
@@ -142,6 +173,52 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       page.keyboard.press('Escape')  # The keyboard clears too.
       assert page.locator('#prediction').text_content() == '?'
 
+      # A number: a 1 and a 7 written side by side.
+      status = page.locator('#status').text_content()
+      stroke(page, [(0.27, 0.3), (0.26, 0.5), (0.25, 0.72)])
+      stroke(page, [(0.5, 0.3), (0.65, 0.29), (0.8, 0.3), (0.7, 0.5), (0.62, 0.72)])
+      assert answer(page, status).rstrip('?') == '17'
+      assert page.locator('#digits li').count() == 2
+      assert '2 digits' in page.locator('#status').text_content()
+      left, right = box_pixels(page, tmp_path)  # A box drawn over each digit, on screen.
+      assert left > 100 and right > 100, (left, right)
+      assert inside_first_screen(page, '.verdict')
+      page.locator('#digits li button').nth(1).click()  # That digit's own bars.
+      assert bars(page)[7]['kind'] == 'best'
+
+      # A dot alone is not a digit.
+      page.click('#clear')
+      status = page.locator('#status').text_content()
+      stroke(page, [(0.5, 0.5), (0.505, 0.5)])
+      sync_api.expect(page.locator('#status')).to_contain_text('too small to be a digit',
+                                                               timeout=30_000)
+      assert page.locator('#prediction').text_content() == '?'
+      assert box_pixels(page, tmp_path) == (0, 0)
+
+      # A photographed number, from the model's clearest test digits.
+      from mnist_jax import predict  # pylint: disable=g-import-not-at-top
+      test = mnist['test']
+      probabilities = predict.Predictor.from_workdir(digit_model).classify(test.images[:200])
+      clear = np.flatnonzero((probabilities.max(1) > 0.98)
+                             & (probabilities.argmax(1) == test.labels[:200]))[:3]
+      photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).save(
+          tmp_path / 'number.jpg', quality=85)
+      status = page.locator('#status').text_content()
+      page.set_input_files('#file', str(tmp_path / 'number.jpg'))
+      number = ''.join(str(l) for l in test.labels[clear])
+      assert answer(page, status).rstrip('?') == number
+      assert page.locator('#digits li').count() == 3
+      assert dark_pixels(page) > 1000  # The photo, on the canvas,
+      assert sum(box_pixels(page, tmp_path)) > 300  # with a box over each digit.
+
+      # The samples: test images to click.
+      assert page.locator('#sample-list button').count() == 12  # 0-9, 2026 and 314.
+      status = page.locator('#status').text_content()
+      page.locator('#sample-list button[title$="2026"]').click()
+      answer(page, status)
+      assert 'the sample 2026' in page.locator('#status').text_content()
+      assert page.locator('#digits li').count() == 4
+
       test = mnist['test']  # Upload a photo-like picture of a known digit.
       index = int((test.labels == 4).argmax())
       picture = tmp_path / 'four.png'
@@ -169,6 +246,9 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       assert len(rows) == 3 and max(rows) - min(rows) <= 1, rows
       stroke(desktop, [(0.22, 0.2), (0.5, 0.19), (0.78, 0.2), (0.62, 0.5), (0.47, 0.85)])
       answer(desktop)
+      status = desktop.locator('#status').text_content()
+      desktop.locator('#sample-list button[title$="2026"]').click()
+      answer(desktop, status)
       desktop.screenshot(path=SCREENSHOT or str(tmp_path / 'page.png'), full_page=True)
 
       # An unsure answer (the server's reply replaced by one split between 4 and 9) is
@@ -192,7 +272,7 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, tmp_path):
       assert r > 180 and 120 < g < 190 and b < 60, (r, g, b)  # Amber, not the winner's green.
     finally:
       browser.close()
-  # The one error the browser logs itself: the 400 answer to the text file.
-  assert [e for e in errors if 'status of 400' not in e] == [], errors
+  # The errors the browser logs itself: the 422 answer to the dot, the 400 to the text file.
+  assert [e for e in errors if 'status of 400' not in e and 'status of 422' not in e] == [], errors
   hosts = {urllib.parse.urlparse(u).hostname for u in requests if not u.startswith('data:')}
   assert hosts == {'127.0.0.1'}, requests

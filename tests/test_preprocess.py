@@ -177,10 +177,66 @@ def test_scikit_learn_digits_are_never_refused():
   """All 1,797 real handwritten 8x8 digits scikit-learn ships, in both polarities."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   images = (load_digits().images * 255 / 16).round().astype(np.uint8)
-  for image in images:
-    assert predict.preprocess(255 - image).max() == 255  # Dark ink on white, as scanned.
+  for image in images:  # As --mode=predict, the page and the API read them: one digit each.
+    [(digit, box)] = predict.preprocess_digits(255 - image)  # Dark ink on white, as scanned.
+    assert digit.max() == 255 and max(box[2] - box[0], box[3] - box[1]) >= 5
   for image in images[::7]:
     assert predict.preprocess(image).max() == 255
+
+
+def strokes(*digits, size=(600, 200), width=14):
+  """Pen strokes on white paper: each digit a list of points (fractions of the picture)."""
+  image = Image.new('L', size, 255)
+  draw = ImageDraw.Draw(image)
+  for points in digits:
+    draw.line([(x * size[0], y * size[1]) for x, y in points], fill=0, width=width,
+              joint='curve')
+  return image
+
+
+ONE = lambda x: [(x, 0.2), (x, 0.8)]
+SEVEN = lambda x: [(x - 0.06, 0.2), (x + 0.06, 0.2), (x - 0.02, 0.8)]
+FIVE_BAR = lambda x: [(x - 0.04, 0.2), (x + 0.08, 0.2)]  # A 5's bar, lifted off its body.
+FIVE_BODY = lambda x: [(x - 0.04, 0.22), (x - 0.05, 0.5), (x + 0.05, 0.5), (x + 0.06, 0.7),
+                       (x - 0.06, 0.8)]
+
+
+def test_a_number_is_cut_into_its_digits_left_to_right():
+  image = strokes(SEVEN(0.75), ONE(0.2), FIVE_BAR(0.5), FIVE_BODY(0.5))
+  found = predict.preprocess_digits(image)
+  assert len(found) == 3  # The 5's bar joined its body; read left to right.
+  centres = [(x0 + x1) / 2 / image.width for _, (x0, _, x1, _) in found]
+  assert centres == sorted(centres)
+  for (digit, (x0, y0, x1, y1)), x in zip(found, (0.2, 0.5, 0.75)):
+    assert x0 < x * image.width < x1 and y0 <= 0.2 * image.height <= 0.8 * image.height <= y1
+    assert digit.shape == (28, 28) and digit.max() == 255
+  one = predict.preprocess_digits(strokes(ONE(0.5), size=(200, 200)))
+  assert len(one) == 1  # One digit stays one digit,
+  np.testing.assert_array_equal(one[0][0], predict.preprocess(strokes(ONE(0.5),
+                                                                    size=(200, 200))))
+
+
+def test_touching_digits_are_cut_apart():
+  """Two rings drawn touching ("00"): one piece of ink twice as wide as tall."""
+  image = Image.new('L', (400, 200), 255)
+  draw = ImageDraw.Draw(image)
+  draw.ellipse((100, 50, 200, 150), outline=0, width=12)
+  draw.ellipse((194, 50, 294, 150), outline=0, width=12)
+  found = predict.preprocess_digits(image)
+  assert len(found) == 2
+  assert found[0][1][2] <= found[1][1][0] + 12  # Side by side, cut near where they touch.
+
+
+@pytest.mark.parametrize('mark', ['dot', [(0.45, 0.5), (0.55, 0.5)], [(0.5, 0.45), (0.5, 0.53)]])
+def test_a_dot_or_a_dash_is_refused_as_too_small(mark):
+  """As the page's pen (20 px on its 280 px canvas) leaves them."""
+  if mark == 'dot':
+    image = Image.new('L', (280, 280), 255)
+    ImageDraw.Draw(image).ellipse((130, 130, 150, 150), fill=0)
+  else:
+    image = strokes(mark, size=(280, 280), width=20)
+  with pytest.raises(predict.ImageProblem, match='too small to be a digit'):
+    predict.preprocess_digits(image)
 
 
 def test_bad_files(tmp_path):
@@ -211,3 +267,37 @@ def test_folders_are_searched_recursively(tmp_path):
     (tmp_path / path).write_bytes(b'x')
   found = predict.image_paths([str(tmp_path)])
   assert [p[len(str(tmp_path)) + 1:] for p in found] == ['one.png', 'a/two.JPG', 'a/b/three.webp']
+
+
+def side_by_side(digits, gap):
+  """MNIST digits (ink high) cut to their columns and pasted left to right, `gap`
+  pixels apart (0: strokes meet where both reach the edge), as dark ink on white,
+  enlarged 3x."""
+  pieces = [d[:, np.nonzero(d.max(0))[0].min():np.nonzero(d.max(0))[0].max() + 1] for d in digits]
+  out = np.zeros((36, sum(p.shape[1] for p in pieces) + gap * (len(pieces) - 1) + 16), np.uint8)
+  x = 8
+  for piece in pieces:
+    out[4:32, x:x + piece.shape[1]] = np.maximum(out[4:32, x:x + piece.shape[1]], piece)
+    x += piece.shape[1] + gap
+  return Image.fromarray(255 - out).resize((3 * out.shape[1], 3 * out.shape[0]),
+                                           Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize('gap', [6, 0])
+def test_numbers_of_real_handwritten_digits_are_read(mnist, digit_model, gap):
+  """Numbers of 2 to 5 MNIST test digits the model reads right one by one, apart
+  and touching: read whole, in order."""
+  predictor = predict.Predictor.from_workdir(digit_model)
+  test = mnist['test']
+  clear = np.flatnonzero((predictor.classify(test.images[:300, ..., 0]).max(1) > 0.95)
+                         & (predictor.classify(test.images[:300, ..., 0]).argmax(1)
+                            == test.labels[:300]))
+  rng = np.random.default_rng(gap)
+  right = 0
+  for _ in range(20):
+    chosen = rng.choice(clear, rng.integers(2, 6))
+    found = predict.preprocess_digits(side_by_side(test.images[chosen, ..., 0], gap),
+                                      predictor.classify)
+    read = ''.join(str(int(np.argmax(p))) for p in predictor.classify([d for d, _ in found]))
+    right += read == ''.join(map(str, test.labels[chosen]))
+  assert right >= (18 if gap else 15), right  # Measured: 20 and 18 (a 97% model).

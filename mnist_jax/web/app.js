@@ -1,11 +1,15 @@
 // The draw-a-digit page: strokes on a canvas, sent as a PNG to /api/predict a
 // moment after the last stroke; the answer shown as a digit (or as doubt, with the
-// runner-up), ten bars and the 28x28 image the model saw. Uploads (file, drop,
-// camera) take the same route, and are shown on the canvas.
+// runner-up), ten bars and the 28x28 image the model saw. Several digits are shown
+// as the number read, a box over each, and a button per digit for its bars.
+// Uploads (file, drop, camera, a sample) take the same route, and are shown on the
+// canvas.
 'use strict';
 
 const canvas = document.getElementById('canvas');
 const context = canvas.getContext('2d');
+const overlay = document.getElementById('boxes').getContext('2d');
+let picture = null;  // Where an uploaded picture lies on the canvas: {x, y, scale}.
 const strokes = [];  // Each a list of [x, y] in canvas pixels.
 let current = null;
 let timer = null;
@@ -20,6 +24,8 @@ const DOUBT = 0.6;
 const PEN = canvas.width / 14;
 
 function redraw() {
+  picture = null;
+  drawBoxes([]);
   context.fillStyle = '#fff';
   context.fillRect(0, 0, canvas.width, canvas.height);
   context.strokeStyle = '#000';
@@ -91,10 +97,16 @@ function reset() {
   clearTimeout(timer);
   latest += 1;  // Answers still on their way are for a drawing that is gone.
   showStatus('Draw a digit to see what the model reads.');
+  clearAnswer();
+}
+
+function clearAnswer() {
   document.getElementById('prediction').textContent = '?';
   document.getElementById('confidence').textContent = '';
   document.querySelector('.digit').classList.remove('doubt');
   document.getElementById('seen').hidden = true;
+  document.getElementById('digits').hidden = true;
+  drawBoxes([]);
   drawBars(null);
 }
 
@@ -114,6 +126,7 @@ function sendFile(file) {
   if (!file) return;
   strokes.length = 0;
   redraw();
+  picture = true;  // The answer's boxes go over the picture as showPicture places it.
   showPicture(file);
   send(file, file.name, file.name);
 }
@@ -132,6 +145,35 @@ async function showPicture(file) {
   bitmap.close();
 }
 
+// Where a picture of `size` [w, h] lies on the canvas: whole and centred (as
+// showPicture draws it), or the canvas itself for a drawing.
+function placement(size) {
+  if (!size || (size[0] === canvas.width && size[1] === canvas.height && !picture)) {
+    return {x: 0, y: 0, scale: 1};
+  }
+  const scale = Math.min(canvas.width / size[0], canvas.height / size[1]);
+  return {x: (canvas.width - size[0] * scale) / 2, y: (canvas.height - size[1] * scale) / 2,
+          scale};
+}
+
+// A box around each digit read, numbered, in the colour of how sure the model is.
+function drawBoxes(digits, size) {
+  overlay.clearRect(0, 0, canvas.width, canvas.height);
+  if (digits.length < 2) return;
+  const at = placement(size);
+  overlay.lineWidth = 3;
+  overlay.font = 'bold 16px system-ui, sans-serif';
+  digits.forEach((digit, i) => {
+    const [x0, y0, x1, y1] = digit.box;
+    const colour = digit.confidence < DOUBT ? '#d89b00' : '#1a9c3b';
+    overlay.strokeStyle = colour;
+    overlay.fillStyle = colour;
+    overlay.strokeRect(at.x + x0 * at.scale - 2, at.y + y0 * at.scale - 2,
+                       (x1 - x0) * at.scale + 4, (y1 - y0) * at.scale + 4);
+    overlay.fillText(String(i + 1), at.x + x0 * at.scale, Math.max(14, at.y + y0 * at.scale - 6));
+  });
+}
+
 async function send(blob, filename, what) {
   const request = ++latest;
   const body = new FormData();
@@ -145,33 +187,88 @@ async function send(blob, filename, what) {
   } catch (error) {
     if (request === latest) {
       showStatus(`Could not read ${what}: ${error.message}`, true);
-      drawBars(null);
-      document.getElementById('prediction').textContent = '?';
-      document.getElementById('confidence').textContent = '';
-      document.querySelector('.digit').classList.remove('doubt');
-      document.getElementById('seen').hidden = true;
+      clearAnswer();
     }
     return;
   }
-  if (request !== latest) return;
-  const name = classNames[answer.prediction];
-  const second = runnerUp(answer.probabilities, answer.prediction);
-  const other = `${classNames[second]} (${percent(answer.probabilities[second])})`;
-  const doubt = answer.confidence < DOUBT;
-  document.getElementById('prediction').textContent = doubt ? `${name}?` : name;
+  if (request === latest) showAnswer(answer, what);
+}
+
+// One digit as a verdict (or doubt, with the runner-up); several as the number, a
+// button and a box for each, the least sure one's bars shown first.
+function showAnswer(answer, what) {
+  const digits = answer.digits || [answer];
+  const names = digits.map((d) => classNames[d.prediction]);
+  const doubt = digits.some((d) => d.confidence < DOUBT);
+  const prediction = document.getElementById('prediction');
+  prediction.textContent = names.join(digits.length > 1 ? '' : ' ') + (doubt ? '?' : '');
   document.querySelector('.digit').classList.toggle('doubt', doubt);
-  document.getElementById('confidence').textContent = `${percent(answer.confidence)} sure`;
-  if (doubt) {
-    showStatus(`The model is unsure: it reads ${what} as maybe ${name}, or ${other}.`);
-  } else if (answer.confidence < SURE) {
-    showStatus(`The model reads ${what} as ${name}; next likely: ${other}.`);
-  } else {
-    showStatus(`The model reads ${what} as ${name}.`);
+  const list = document.getElementById('digits');
+  list.hidden = digits.length < 2;
+  drawBoxes(digits, answer.size);
+  if (digits.length === 1) {
+    document.getElementById('confidence').textContent = `${percent(digits[0].confidence)} sure`;
+    showDigit(digits[0]);
+    const name = names[0];
+    const other = runnerUpText(digits[0]);
+    if (doubt) {
+      showStatus(`The model is unsure: it reads ${what} as maybe ${name}, or ${other}.`);
+    } else if (digits[0].confidence < SURE) {
+      showStatus(`The model reads ${what} as ${name}; next likely: ${other}.`);
+    } else {
+      showStatus(`The model reads ${what} as ${name}.`);
+    }
+    return;
   }
-  drawBars(answer.probabilities, answer.prediction, answer.confidence < SURE ? second : -1);
+  document.getElementById('confidence').textContent = `${digits.length} digits`;
+  const buttons = digits.map((digit, i) => {
+    const item = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = digit.confidence < DOUBT ? 'doubt' : '';
+    button.innerHTML = '<span class="read"></span><span class="sure"></span>';
+    button.querySelector('.read').textContent = names[i];
+    button.querySelector('.sure').textContent = percent(digit.confidence);
+    button.setAttribute('aria-label', `digit ${i + 1}: ${names[i]}, ${percent(digit.confidence)} sure`);
+    button.addEventListener('click', () => select(i));
+    item.append(button);
+    return item;
+  });
+  list.replaceChildren(...buttons);
+  const select = (i) => {
+    buttons.forEach((b, j) => b.firstChild.setAttribute('aria-pressed', String(i === j)));
+    showDigit(digits[i], ` of digit ${i + 1}`);
+  };
+  let least = 0;
+  digits.forEach((d, i) => { if (d.confidence < digits[least].confidence) least = i; });
+  select(least);
+  const number = names.join('');
+  const unsure = `digit ${least + 1} (${names[least]}, ${percent(digits[least].confidence)}; ` +
+      `or ${runnerUpText(digits[least])})`;
+  if (doubt) {
+    showStatus(`The model reads ${what} as ${digits.length} digits, ${number}, but is unsure ` +
+               `of ${unsure}.`);
+  } else if (digits[least].confidence < SURE) {
+    showStatus(`The model reads ${what} as ${digits.length} digits: ${number}; least sure: ` +
+               `${unsure}.`);
+  } else {
+    showStatus(`The model reads ${what} as ${digits.length} digits: ${number}.`);
+  }
+}
+
+// One digit's bars and the 28x28 image the model saw of it (`which`: its place in a number).
+function showDigit(digit, which = '') {
+  document.getElementById('seen-caption').textContent = `What the model saw${which}`;
+  const second = runnerUp(digit.probabilities, digit.prediction);
+  drawBars(digit.probabilities, digit.prediction, digit.confidence < SURE ? second : -1);
   const seen = document.getElementById('seen');
-  seen.src = `data:image/png;base64,${answer.preprocessed}`;
-  seen.hidden = false;
+  seen.hidden = !digit.preprocessed;
+  if (digit.preprocessed) seen.src = `data:image/png;base64,${digit.preprocessed}`;
+}
+
+function runnerUpText(digit) {
+  const second = runnerUp(digit.probabilities, digit.prediction);
+  return `${classNames[second]} (${percent(digit.probabilities[second])})`;
 }
 
 function showStatus(text, isError = false) {
@@ -219,6 +316,33 @@ drop.addEventListener('drop', (event) => {
   sendFile(event.dataTransfer.files[0]);
 });
 
+// Test images to click: each is sent and shown as an upload.
+async function loadSamples() {
+  let samples = [];
+  try {
+    samples = (await (await fetch('/api/samples')).json()).samples;
+  } catch (error) {
+    return;  // No samples: the section stays hidden.
+  }
+  const list = document.getElementById('sample-list');
+  list.replaceChildren(...samples.map((sample) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.title = `Try this test image of ${sample.label}`;
+    const image = document.createElement('img');
+    image.src = `data:image/png;base64,${sample.image}`;
+    image.alt = `test image of ${sample.label}`;
+    button.append(image);
+    button.addEventListener('click', () => {
+      const bytes = Uint8Array.from(atob(sample.image), (c) => c.charCodeAt(0));
+      sendFile(new File([bytes], `the sample ${sample.label}`, {type: 'image/png'}));
+      window.scrollTo({top: 0});  // Where the picture and the answer are.
+    });
+    return button;
+  }));
+  document.getElementById('samples').hidden = samples.length === 0;
+}
+
 async function loadModel() {
   const line = document.getElementById('model');
   try {
@@ -235,3 +359,4 @@ async function loadModel() {
 
 redraw();
 loadModel();
+loadSamples();

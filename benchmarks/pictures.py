@@ -1,0 +1,45 @@
+"""Pictures made for the benchmarks: paper-like photos of ink, and scikit-learn's digits."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def paper(rng, size):
+  """A paper-like background: a tone, a shadow gradient and noise, in [0, 1]."""
+  h, w = size
+  tone = rng.uniform(0.6, 0.95)
+  gy, gx = np.mgrid[0:h, 0:w]
+  angle = rng.uniform(0, 2 * np.pi)
+  ramp = (np.cos(angle) * gx / w + np.sin(angle) * gy / h)
+  shadow = rng.uniform(0, 0.35) * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+  return np.clip(tone - shadow + rng.normal(0, rng.uniform(0.005, 0.04), (h, w)), 0, 1)
+
+
+def paper_photo(rng, ink_alpha, size):
+  """Composes ink (alpha in [0, 1]) onto paper; random polarity, colour, JPEG."""
+  sheet = paper(rng, size)
+  ink_level = rng.uniform(0.0, 0.25)
+  if rng.random() < 0.3:  # Light ink on a dark board.
+    sheet, ink_level = 1 - sheet, rng.uniform(0.75, 1.0)
+  grey = sheet * (1 - ink_alpha) + ink_level * ink_alpha
+  # Stray specks away from the digit.
+  for _ in range(rng.integers(0, 4)):
+    y, x = rng.integers(0, size[0]), rng.integers(0, size[1])
+    grey[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = ink_level
+  tint = rng.uniform(0.6, 1.0, 3) if rng.random() < 0.5 else np.ones(3)
+  rgb = np.clip(grey[..., None] * tint, 0, 1)
+  image = Image.fromarray((rgb * 255).astype(np.uint8))
+  if rng.random() < 0.5:
+    buffer = io.BytesIO()
+    image.save(buffer, 'JPEG', quality=int(rng.integers(40, 90)))
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+  return image
+
+
+def sklearn_digits():
+  """scikit-learn's 1,797 8x8 digits (0-16, ink high) as dark ink on white, and labels."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  return (255 - digits.images * 255 / 16).round().astype(np.uint8), digits.target
