@@ -56,8 +56,11 @@ def test_explore(data, tmp_path, dataset):
   assert sum(train_stats['class_counts'].values()) == 640
   assert list(train_stats['class_counts'])[0] == ('T-shirt/top' if dataset == 'fashion_mnist' else '0')
   assert train_stats['image_shape'] == [28, 28, 1] and train_stats['dtype'] == 'uint8'
+  counts = np.bincount(data['train'].labels, minlength=10)
+  assert list(train_stats['class_counts'].values()) == counts.tolist()
   pixels = data['train'].images / 255
   assert train_stats['pixel_mean'] == pytest.approx(pixels.mean(), abs=1e-4)
+  assert train_stats['pixel_std'] == pytest.approx(pixels.std(), abs=1e-4)
   assert train_stats['empty_pixel_fraction'] == pytest.approx((data['train'].images == 0).mean(), abs=1e-4)
   for name in ('samples.png', 'class_histogram.png', 'class_means.png'):
     assert_png(tmp_path / 'explore' / name)
@@ -158,7 +161,29 @@ def test_predict_files(trained, tmp_path):
     assert r['confidence'] == max(r['probabilities'])
   seen = sorted(os.listdir(out_dir))
   assert len(seen) == 2 and all(s.endswith('.png') for s in seen)
-  assert np.asarray(Image.open(out_dir / seen[0])).shape == (28, 28)
+  files = predict.image_paths([str(folder)])  # Saved as <index>_<stem>.png.
+  for name in seen:  # What the model saw: the file's preprocessed image, pixel for pixel.
+    np.testing.assert_array_equal(np.asarray(Image.open(out_dir / name)),
+                                  predict.preprocess(files[int(name[:4])]))
+
+
+def test_predict_files_reads_a_number_digit_by_digit(trained, tmp_path):
+  """Three rings side by side: one line with `number` and each digit's answer and box;
+  --save_preprocessed keeps each digit the model saw."""
+  (tmp_path / 'in').mkdir()
+  rings = Image.new('L', (400, 150), 255)
+  for left in (30, 160, 290):
+    ImageDraw.Draw(rings).ellipse((left, 20, left + 80, 130), outline=0, width=9)
+  rings.save(tmp_path / 'in' / 'rings.png')
+  out = io.StringIO()
+  assert predict.predict_files([str(tmp_path / 'in')], trained, out=out,
+                               save_preprocessed=str(tmp_path / 'seen')) == 0
+  record = json.loads(out.getvalue())
+  assert len(record['number']) == 3 and 'prediction' not in record
+  lefts = [d['box'][0] for d in record['digits']]
+  assert [round(x, -1) for x in lefts] == [30, 160, 290], lefts
+  assert record['number'] == ''.join(str(d['prediction']) for d in record['digits'])
+  assert sorted(os.listdir(tmp_path / 'seen')) == [f'0000_rings_{i}.png' for i in (1, 2, 3)]
 
 
 def test_predict_files_classifies_in_batches_of_one_shape(trained, tmp_path, monkeypatch):
@@ -188,6 +213,11 @@ def test_predict_function_matches_files(trained, tmp_path):
                                   trained)
   assert probabilities.shape == (2, 10)
   np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+  out = io.StringIO()  # The model's own answers, as --mode=predict prints them.
+  predict.predict_files([str(folder / 'ring.jpg'), str(folder / 'ring.gif')], trained, out=out)
+  printed = [json.loads(line)['probabilities'] for line in out.getvalue().splitlines()]
+  np.testing.assert_allclose(probabilities, printed, atol=1e-4)
+  assert probabilities.max() > 0.2  # Not a uniform guess.
 
 
 def test_predict_cli_exit_code_and_json(trained, tmp_path):
@@ -196,7 +226,8 @@ def test_predict_cli_exit_code_and_json(trained, tmp_path):
              f'--workdir={trained}', f'--images={folder / "ring.jpg"}']
   ok = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert ok.returncode == 0, ok.stderr[-2000:]
-  assert set(json.loads(ok.stdout)) == {'file', 'prediction', 'confidence', 'probabilities'}
+  assert set(json.loads(ok.stdout)) == {'file', 'prediction', 'confidence', 'probabilities',
+                                        'number', 'digits'}
   bad = subprocess.run(command[:-1] + [f'--images={folder}'], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
   assert bad.returncode != 0 and 'could not be read' in bad.stderr
@@ -212,8 +243,14 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
   members = [evaluate.test_probabilities(w, config_lib.load_saved(w), data['test'])[0]
              for w in (trained, second)]
   report = evaluate.evaluate([trained, second], data=data)
-  expected = np.mean(np.argmax((members[0] + members[1]) / 2, axis=1) == data['test'].labels)
+  average = (members[0] + members[1]) / 2
+  expected = np.mean(np.argmax(average, axis=1) == data['test'].labels)
   assert report['test_accuracy'] == pytest.approx(expected)
+  # The loss sees every probability: an ensemble of one member would not match it.
+  assert report['test_loss'] == pytest.approx(
+      evaluate.accuracy_and_loss(average, data['test'].labels)[1], rel=1e-4)
+  assert report['test_loss'] != pytest.approx(
+      evaluate.accuracy_and_loss(members[0], data['test'].labels)[1], rel=1e-4)
   assert [m['test_accuracy'] for m in report['models']] == pytest.approx(
       [np.mean(p.argmax(1) == data['test'].labels) for p in members])
   assert os.path.isfile(os.path.join(trained, 'eval_ensemble', 'report.json'))
@@ -236,7 +273,8 @@ def test_test_time_augmentation_averages_the_shifted_views(trained, data):
   views = [evaluate.test_probabilities(
       trained, config, input_pipeline.Split(evaluate.shift(test.images, dy, dx), test.labels))[0]
            for dy, dx in evaluate.TTA_SHIFTS]
-  assert len(views) == 9
+  assert sorted(evaluate.TTA_SHIFTS) == [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+  assert not np.allclose(views[0], views[4])  # Shifted views differ from the image.
   averaged, _ = evaluate.test_probabilities(trained, config, test, tta=True)
   np.testing.assert_allclose(averaged, np.mean(views, axis=0), atol=1e-6)
   report = evaluate.evaluate([trained], data=data, tta=True)

@@ -65,21 +65,43 @@ def test_known_digits_get_their_answers(client, digit_model, mnist):
   test = mnist['test']
   pictures = [mnist_png(test.images[i]) for i in range(20)]
   answers = [post(client, p).json() for p in pictures]
-  correct = sum(a['prediction'] == label for a, label in zip(answers, test.labels[:20]))
-  assert correct >= 19, [a['prediction'] for a in answers]
+  correct = sum(a['number'] == str(label) for a, label in zip(answers, test.labels[:20]))
+  assert correct >= 19, [a['number'] for a in answers]
   # The same answer as --mode=predict's for the same picture.
   predictor = predict.Predictor.from_workdir(digit_model)
-  expected = predictor.classify(np.stack([predict.preprocess(predict.open_bytes(p))
-                                          for p in pictures]))
-  np.testing.assert_allclose([a['probabilities'] for a in answers], expected, atol=2e-4)
+  for picture, answer in zip(pictures, answers):
+    expected = predictor.classify([d for d, _ in predict.preprocess_digits(
+        predict.open_bytes(picture), predictor.classify)])
+    np.testing.assert_allclose([d['probabilities'] for d in answer['digits']], expected,
+                               atol=2e-4)
   for drawing, label in ((ONE, 1), (SEVEN, 7)):
     answer = post(client, drawn(drawing)).json()
-    assert answer['prediction'] == label, answer
-  first = answers[0]
-  assert set(first) == {'prediction', 'confidence', 'probabilities', 'preprocessed'}
+    assert answer['prediction'] == label and answer['number'] == str(label), answer
+  first = next(a for a in answers if len(a['digits']) == 1)
+  assert set(first) == {'prediction', 'confidence', 'probabilities', 'preprocessed', 'number',
+                        'digits', 'size'}
+  assert first['size'] == [140, 140] and first['digits'][0]['box'][2] <= 140
   assert len(first['probabilities']) == 10 and abs(sum(first['probabilities']) - 1) < 1e-3
   seen = Image.open(io.BytesIO(base64.b64decode(first['preprocessed'])))
   assert seen.size == (28, 28) and np.asarray(seen).max() == 255
+
+
+def test_a_number_gets_each_digit_with_its_box_and_a_dot_is_refused(client):
+  """A 1 and a 7 side by side: the number, each digit's answer, image and box."""
+  wide = Image.new('L', (560, 280), 255)
+  draw = ImageDraw.Draw(wide)
+  for points, left in ((ONE, 0), (SEVEN, 280)):
+    draw.line([(left + x * 280, y * 280) for x, y in points], fill=0, width=20, joint='curve')
+  answer = post(client, png(wide)).json()
+  assert answer['number'] == '17' and 'prediction' not in answer, answer
+  (x0, _, x1, _), (x2, _, x3, _) = (d['box'] for d in answer['digits'])
+  assert x0 < 140 < x1 <= x2 < 280 + 0.45 * 280 < x3 <= 560  # Around each digit, in order.
+  for digit in answer['digits']:
+    assert len(digit['probabilities']) == 10 and digit['preprocessed']
+  dot = Image.new('L', (280, 280), 255)
+  ImageDraw.Draw(dot).ellipse((130, 130, 150, 150), fill=0)
+  response = post(client, png(dot))
+  assert response.status_code == 422 and 'too small to be a digit' in response.json()['error']
 
 
 def bomb() -> bytes:
@@ -115,9 +137,9 @@ def test_bad_requests_get_a_4xx_and_the_server_goes_on(client):
 def test_fifty_concurrent_requests_are_all_answered(client, mnist):
   test = mnist['test']
   pictures = [mnist_png(test.images[i]) for i in range(50)]
-  alone = [post(client, p).json()['probabilities'] for p in pictures]
+  alone = [post(client, p).json()['digits'] for p in pictures]
   with concurrent.futures.ThreadPoolExecutor(50) as pool:
-    together = list(pool.map(lambda p: post(client, p).json()['probabilities'], pictures))
+    together = list(pool.map(lambda p: post(client, p).json()['digits'], pictures))
   assert together == alone
 
 
@@ -165,6 +187,18 @@ def test_upload_over_the_limit_is_cut_off_before_it_is_read(server):
     status = sock.recv(4096).split(b'\r\n')[0]
   assert b' 413 ' in status, status
   assert sent <= serve.MAX_UPLOAD_BYTES + 8 * 2**20, sent  # The limit, plus socket buffers.
+
+
+def test_an_upload_declared_too_large_is_refused_before_its_body(server):
+  """Content-Length over the limit: 413 at once, with no byte of the body sent (a limit
+  that counted the body as it came would wait for it)."""
+  _, port = server
+  with socket.create_connection(('127.0.0.1', port)) as sock:
+    sock.settimeout(10)
+    sock.sendall(b'POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: '
+                 b'multipart/form-data; boundary=x\r\nContent-Length: %d\r\n\r\n'
+                 % (serve.MAX_UPLOAD_BYTES + 1))
+    assert b' 413 ' in sock.recv(4096).split(b'\r\n')[0]
 
 
 def test_port_in_use_is_one_message_and_ctrl_c_stops(server, digit_model):
