@@ -16,7 +16,6 @@ from typing import Any
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mnist_jax import checkpoints, compile_clock, config_lib, distributed, input_pipeline
@@ -260,16 +259,37 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
 
 
 def progress_reporter(run: Run, writer: workdir_lib.Writer):
-  """train_epoch's `report`: a progress line and the train/* scalars."""
+  """train_epoch's `report`: a progress line and the train/* scalars.
+
+  The line ends with the training time left in the epoch and in the run, at the
+  pace of the steps so far (a running average; evaluations not included).
+  """
+  pace = []  # Seconds per step.
+
   def report(step, metrics, rate):
     epoch, done = divmod(step - 1, run.steps)
+    seconds = run.config.batch_size / max(rate, 1e-9)
+    pace[:] = [seconds if not pace else 0.7 * pace[0] + 0.3 * seconds]
+    epoch_left = (run.steps - done - 1) * pace[0]
+    run_left = (run.steps * run.config.num_epochs - step) * pace[0]
     writer.write(step, {f'train/{k}': v for k, v in metrics.items()} | {
         'train/images_per_s': rate},
                  f'epoch {epoch + 1}/{run.config.num_epochs}  step {done + 1}/{run.steps}  '
                  f'loss {metrics["loss"]:.4f}  accuracy {100 * metrics["accuracy"]:.2f}%  '
                  f'lr {metrics["learning_rate"]:.2e}  grad norm {metrics["grad_norm"]:.3f}  '
-                 f'{rate:.0f} images/s')
+                 f'{rate:.0f} images/s  left: {duration(epoch_left)} of the epoch, '
+                 f'{duration(run_left)} in all')
   return report
+
+
+def duration(seconds: float) -> str:
+  """'7 s', '2 min 05 s', '1 h 04 min'."""
+  seconds = round(seconds)
+  if seconds < 60:
+    return f'{seconds} s'
+  if seconds < 3600:
+    return f'{seconds // 60} min {seconds % 60:02d} s'
+  return f'{seconds // 3600} h {seconds % 3600 // 60:02d} min'
 
 
 def epoch_line(epoch, step, train_metrics, eval_metrics, start_time, epoch_times, clock):

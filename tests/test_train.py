@@ -6,9 +6,11 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -504,3 +506,18 @@ def test_tensorboard_writer_does_not_import_torch(tmp_path):
   assert done.returncode == 0, done.stderr
   assert (tmp_path / 'imported').exists()  # By the last line only: the assert ran before.
   assert os.listdir(tmp_path / 'run' / 'tensorboard')
+
+
+def test_progress_lines_say_the_time_left():
+  lines = []
+  writer = types.SimpleNamespace(write=lambda step, scalars, message: lines.append(message))
+  config = ml_collections.ConfigDict({'batch_size': 100, 'num_epochs': 3})
+  run = types.SimpleNamespace(steps=50, config=config)
+  report = train.progress_reporter(run, writer)
+  metrics = {'loss': 0.5, 'accuracy': 0.9, 'learning_rate': 1e-3, 'grad_norm': 1.0}
+  report(60, metrics, rate=1000.0)  # 0.1 s a step: 40 steps of epoch 2 and 90 in all left.
+  assert lines[-1].startswith('epoch 2/3  step 10/50  loss 0.5000')
+  assert lines[-1].endswith('1000 images/s  left: 4 s of the epoch, 9 s in all')
+  report(100, metrics, rate=100.0)  # Slower: the pace moves towards 1 s a step.
+  assert lines[-1].endswith('left: 0 s of the epoch, 18 s in all')  # 50 x (0.7 x 0.1 + 0.3 x 1)
+  assert [train.duration(s) for s in (7.4, 125, 3840)] == ['7 s', '2 min 05 s', '1 h 04 min']
