@@ -226,10 +226,6 @@ def is_cached(dataset: str, data_dir: Optional[str]) -> bool:
              for s in ('train', 'test') for k in ('images', 'labels'))
 
 
-class DamagedCache(Exception):
-  """A decoded-array file that is unreadable or not what tfds's split holds."""
-
-
 def _read_cached(cache: str, split: str, share) -> Split:
   """One split from the cache, checked: files that open whole, uint8 images of
   28x28x1, one integer label in 0-9 for each image."""
