@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 
 import nbclient
 import nbformat
@@ -30,3 +31,17 @@ def test_colab_notebook_runs_top_to_bottom(mnist_dirs, tmp_path, monkeypatch):
   assert len(images) == 5  # Samples, curves, confusion matrix, mistakes, the digit.
   for name in ('checkpoints', 'metrics.jsonl', 'eval/confusion_matrix.png'):
     assert (workdir / name).exists()
+
+
+def test_the_repository_address_is_set_in_one_place():
+  """pyproject.toml's Repository is what the README's Colab badge opens and what the
+  notebook clones; set_repo_url.py changes all three."""
+  sys.path.insert(0, os.path.join(ROOT, 'notebooks'))
+  import set_repo_url  # pylint: disable=g-import-not-at-top
+  url = set_repo_url.current()
+  owner_repo = url.removeprefix('https://github.com/')
+  readme = open(os.path.join(ROOT, 'README.md')).read()
+  assert (f'(https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/'
+          'colab_tpu.ipynb)') in readme
+  notebook = open(os.path.join(ROOT, 'notebooks', 'colab_tpu.ipynb')).read()
+  assert f"os.environ.get('MNIST_JAX_REPO_URL', '{url}')" in notebook
