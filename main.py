@@ -12,7 +12,8 @@ import sys
 import time
 import traceback
 
-START_TIME = time.time()  # `elapsed_s` in metrics counts from here.
+START_TIME = time.monotonic()  # `elapsed_s` in metrics counts from here (a clock set
+# back or forward mid-run moves no duration: every one is taken on the monotonic clock).
 INTERRUPTED = 130  # The exit status of a command stopped by Ctrl-C, as shells report it,
 TERMINATED = 143  # and by SIGTERM.
 

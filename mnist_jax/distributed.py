@@ -75,13 +75,13 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
   host, _, port = address.rpartition(':')
   if not host or not port.isdigit():
     raise UserError(f'--coordinator_address={address}: expected HOST:PORT.')
-  deadline = time.time() + timeout_s
+  deadline = time.monotonic() + timeout_s
   while True:
     try:
       socket.create_connection((host.strip('[]'), int(port)), timeout=5).close()
       return
     except OSError as e:
-      if time.time() > deadline:
+      if time.monotonic() > deadline:
         raise UserError(
             f'Could not reach the coordinator at {address} within {timeout_s} s ({e}). '
             'Start process 0 (--process_id=0) on that host, and check the address and '

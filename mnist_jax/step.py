@@ -180,7 +180,7 @@ class TrainStep:
       num_steps -= n
       if self.first_call_done is None:
         jax.block_until_ready(leaves)
-        self.first_call_done = time.time()
+        self.first_call_done = time.monotonic()
     return treedef.unflatten(leaves)
 
   def lower(self, state, sums, images, labels, perm, num_steps: int):

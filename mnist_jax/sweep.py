@@ -323,7 +323,7 @@ class _PatientStorage(RDBStorage):
   gave_up: UserError | None = None
 
   def _patiently(self, method, *args, **kwargs):
-    deadline, said = time.time() + DATABASE_PATIENCE_S, False
+    deadline, said = time.monotonic() + DATABASE_PATIENCE_S, False
     while True:
       if self.gave_up:
         raise self.gave_up
@@ -333,7 +333,7 @@ class _PatientStorage(RDBStorage):
         lost = _connection_lost(e)
         if lost is None:
           raise
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
           self.gave_up = UserError(
               f'The sweep\'s database {shown_url(self.url)} did not answer for '
               f'{DATABASE_PATIENCE_S} s ({_first_line(lost)}). What it holds is kept: run the '
@@ -451,7 +451,7 @@ def run_sweep(base, workdir: str, spec_path: str, storage_url: str | None = None
         raise
     else:  # The rest are running elsewhere, or were interrupted (then retried).
       if waiting_since is None:
-        waiting_since = time.time()
+        waiting_since = time.monotonic()
         logging.info('Sweep: waiting for %d running trial(s): another process\'s, or '
                      'interrupted ones, run again here once silent for %d s.',
                      len(started - done), 3 * spec.heartbeat_s)

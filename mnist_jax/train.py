@@ -126,16 +126,16 @@ def train_epoch(run: Run, state: TrainState, epoch: int, report=None):
   """
   perm = run.permutation(epoch, len(run.labels))
   sums = jax.device_put(step_lib.TrainMetrics.zeros(), NamedSharding(run.mesh, P()))
-  done, tick, compiled = 0, time.time(), compile_clock.seconds()
+  done, tick, compiled = 0, time.monotonic(), compile_clock.seconds()
   for point in report_points(run.steps, run.train_step.steps_per_call,
                              run.config.log_every_steps):
     state, sums = run.train_step(state, sums, run.images, run.labels, perm, point - done)
     metrics = sums.compute()
     if not metrics['loss'] < EXPLODED_LOSS:  # NaN compares False.
       raise Diverged(metrics['loss'], (epoch - 1) * run.steps + point)
-    seconds = time.time() - tick - (compile_clock.seconds() - compiled)
+    seconds = time.monotonic() - tick - (compile_clock.seconds() - compiled)
     rate = (point - done) * run.config.batch_size / max(seconds, 1e-9)
-    done, tick, compiled = point, time.time(), compile_clock.seconds()
+    done, tick, compiled = point, time.monotonic(), compile_clock.seconds()
     if report:
       report((epoch - 1) * run.steps + point, metrics, rate)
   return state, metrics
@@ -163,13 +163,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains, evaluates every epoch, checkpoints; resumes from `workdir`.
 
   `data` ({'train': Split, 'test': Split}) replaces the tfds dataset, e.g. in
-  tests. `on_evaluation(metrics)` is called with every epoch's metrics line, a
+  tests; `start_time` is when the command started, on time.monotonic()'s clock
+  (default: now). `on_evaluation(metrics)` is called with every epoch's metrics line, a
   resumed run's earlier ones first, after that epoch's checkpoint is written: it
   may raise to stop the run (a sweep pruning it). Resuming with a config that
   trains otherwise is refused unless `resume_with_changes` (config_lib.check_resume).
   Returns the last evaluation's metrics.
   """
-  start_time = time.time() if start_time is None else start_time
+  start_time = time.monotonic() if start_time is None else start_time
   config_lib.validate(config)
   if config.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
@@ -194,15 +195,15 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
 
   Where the time goes is written to metrics.jsonl (see epoch_line).
   """
-  entered, compiled_at_entry = time.time(), compile_clock.seconds()
+  entered, compiled_at_entry = time.monotonic(), compile_clock.seconds()
   if data is None:
     data = distributed.load_data(config.dataset, config.data_dir, config.manual_dir)
-  loaded = time.time()
+  loaded = time.monotonic()
   run, state = setup(config, data, mesh)
   ckpt = stack.enter_context(checkpoints.Manager(os.path.join(workdir, 'checkpoints'),
                                                  config.keep_checkpoints))
   state = ckpt.restore(state)
-  set_up = time.time()
+  set_up = time.monotonic()
   startup = {'startup_imports_s': entered - start_time, 'startup_data_s': loaded - entered,
              'startup_setup_s': set_up - loaded}
   start_step = int(state.step)
@@ -226,7 +227,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
     on_evaluation(line)
   clock = None  # The training clock's start: (time, compilation seconds then).
   for epoch in range(start_step // run.steps + 1, config.num_epochs + 1):
-    epoch_start = time.time()
+    epoch_start = time.monotonic()
     clock = clock or (epoch_start, compile_clock.seconds())
     try:
       state, train_metrics = train_epoch(run, state, epoch, progress_reporter(run, writer))
@@ -237,7 +238,7 @@ def _train(config, workdir, start_time, data, mesh, primary, stack, on_evaluatio
       raise UserError(f'Training diverged: the loss became {e.args[0]:.3g} in epoch {epoch} '
                       f'(by step {e.args[1]}). {kept} Try a lower --config.learning_rate.'
                       ) from e
-    trained = time.time()
+    trained = time.monotonic()
     state, eval_metrics = evaluate(run, state)
     metrics = epoch_line(epoch, int(state.step), train_metrics, eval_metrics, start_time,
                          (epoch_start, trained), clock)
@@ -302,7 +303,7 @@ def epoch_line(epoch, step, train_metrics, eval_metrics, start_time, epoch_times
   setup (jitted pieces, data on the devices, state initialized or restored), the
   first train step (compilation included) and the compilation so far.
   """
-  now, (epoch_start, trained) = time.time(), epoch_times
+  now, (epoch_start, trained) = time.monotonic(), epoch_times
   return {'epoch': epoch, 'step': step,
           'train_loss': train_metrics['loss'], 'train_accuracy': train_metrics['accuracy'],
           **eval_metrics, 'elapsed_s': round(now - start_time, 2),

@@ -71,10 +71,12 @@ def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
   assert [l['epoch'] for l in lines] == [1, 2, 3]
 
 
-def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_path):
+def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_path, caplog):
   workdir = tmp_path / 'run'
   shutil.copytree(finished[0], workdir)
   _damage(workdir / 'checkpoints' / '24', 'truncated')
+  assert predict.Predictor.from_workdir(str(workdir)).step == 16  # As --mode=predict loads it,
+  assert 'The checkpoint at step 24 is damaged' in caplog.text  # saying so.
   _, state, _ = inference.restore(str(workdir), tiny_config)
   assert int(state.step) == 16
   for step in ('8', '16'):
@@ -343,3 +345,17 @@ def test_a_data_dir_that_takes_no_files_is_named_as_such(tmp_path):
     (manual / name).write_bytes(b'')
   with pytest.raises(UserError, match=r'Cannot write to .*file.*tfds prepares the dataset there'):
     input_pipeline.load('mnist', str(tmp_path / 'file' / 'tfds'), str(manual))
+
+
+def test_a_clock_set_back_mid_run_moves_no_duration(tiny_config, synthetic_data, tmp_path,
+                                                    monkeypatch):
+  """The system clock set back an hour after the first epoch (NTP, a user): elapsed
+  times and rates are measured on the monotonic clock, so none goes negative."""
+  tiny_config.num_epochs = 2
+  real = time.time
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data,
+                           on_evaluation=lambda m: monkeypatch.setattr(
+                               time, 'time', lambda: real() - 3600))
+  first, second = workdir_lib.read_metrics(str(tmp_path / 'metrics.jsonl'))
+  assert 0 < first['elapsed_s'] <= second['elapsed_s'] < 600
+  assert second['epoch_train_s'] >= 0 and second['train_clock_s'] >= first['train_clock_s']

@@ -1,5 +1,6 @@
 """Training-loop units on tiny synthetic data."""
 
+import glob
 import json
 import os
 import shutil
@@ -521,3 +522,23 @@ def test_progress_lines_say_the_time_left():
   report(100, metrics, rate=100.0)  # Slower: the pace moves towards 1 s a step.
   assert lines[-1].endswith('left: 0 s of the epoch, 18 s in all')  # 50 x (0.7 x 0.1 + 0.3 x 1)
   assert [train.duration(s) for s in (7.4, 125, 3840)] == ['7 s', '2 min 05 s', '1 h 04 min']
+
+
+def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data, tmp_path):
+  """What `tensorboard --logdir` shows, read back from the event files."""
+  tf = pytest.importorskip('tensorflow')
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  scalars = {}
+  for path in glob.glob(str(tmp_path / 'tensorboard' / 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+  for tag in ('train/loss', 'train/accuracy', 'train/learning_rate', 'train/grad_norm',
+              'train/images_per_s', 'test_accuracy', 'test_loss'):
+    assert tag in scalars, sorted(scalars)
+  assert scalars['test_accuracy'][-1][0] == 8  # At the epoch's last step.
+  line = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()][-1]
+  assert scalars['test_accuracy'][-1][1] == pytest.approx(line['test_accuracy'], abs=1e-6)
+  assert all(0 <= a <= 1 for _, a in scalars['train/accuracy'])
+
