@@ -34,6 +34,11 @@ def get_config() -> ml_collections.ConfigDict:
   # smoothness in pixels; 0: none. Simard et al. (2003) used 34 and 4.
   config.augment_elastic = 0.0
   config.augment_elastic_sigma = 4.0
+  # Squish: width and height scaled apart, each by 1 +/- this fraction (Byerly et
+  # al.); random erasing: with this probability a rectangle of 2-20% of the image
+  # is blanked (Zhong et al., 2020). 0: none.
+  config.augment_squish = 0.0
+  config.augment_erase = 0.0
 
   # Model.
   config.model = 'cnn'
@@ -44,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dense_features = 256
   config.batch_norm = False
   config.input_crop = 0  # Pixels cut from each border first (cnn only; fast: 4).
+  config.kernel_size = 3  # nopool only: 3, 5 or 7 (An et al., 2020).
   config.hidden_features = (512, 512)  # MLP only.
   config.dropout_rate = 0.25
   config.compute_dtype = 'float32'
@@ -57,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.muon_learning_rate = 0.02
   config.schedule = 'onecycle'
   config.warmup_epochs = 1.0  # cosine only; onecycle warms up for 30% of training.
+  config.decay_per_epoch = 0.98  # exponential only: the rate's factor after each epoch.
   config.momentum = 0.9  # sgd and nesterov only.
   config.weight_decay = 0.0
   config.label_smoothing = 0.0

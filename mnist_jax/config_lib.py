@@ -10,7 +10,7 @@ from mnist_jax import input_pipeline, models, workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'nesterov', 'muon')
-SCHEDULES = ('constant', 'cosine', 'onecycle')
+SCHEDULES = ('constant', 'cosine', 'onecycle', 'exponential')
 DTYPES = ('float32', 'bfloat16')
 
 
@@ -45,6 +45,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError('--config.augment_elastic must be in [0, 100] and '
                     '--config.augment_elastic_sigma in (0, 28] pixels, got '
                     f'{config.augment_elastic} and {config.augment_elastic_sigma}.')
+  if not (0 <= config.augment_squish < 1 and 0 <= config.augment_erase <= 1):
+    raise UserError('--config.augment_squish must be in [0, 1) and --config.augment_erase '
+                    f'(a probability) in [0, 1], got {config.augment_squish} and '
+                    f'{config.augment_erase}.')
+  if not 0 < config.decay_per_epoch <= 1:
+    raise UserError(f'--config.decay_per_epoch must be in (0, 1], got {config.decay_per_epoch}.')
   if not 0 <= config.augment_shift <= 8:
     raise UserError(f'--config.augment_shift must be in [0, 8] pixels, got {config.augment_shift}.')
   if config.weight_decay < 0 or config.warmup_epochs < 0:
@@ -77,11 +83,17 @@ def _check_sizes(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.input_crop, int) or config.input_crop < 0:
     raise UserError(f'--config.input_crop must be a whole number of pixels >= 0, got '
                     f'{config.input_crop!r}.')
+  if config.model == 'nopool':
+    side = 28 - (config.kernel_size - 1) * len(config.conv_features)
+    if config.kernel_size not in (3, 5, 7) or side < 1:
+      raise UserError(f'--config.kernel_size={config.kernel_size} with conv_features='
+                      f'{tuple(config.conv_features)}: nopool takes kernels of 3, 5 or 7, and '
+                      'its unpadded convolutions must leave at least 1 pixel of the 28.')
   if config.input_crop and config.model != 'cnn':
     raise UserError(f'--config.input_crop={config.input_crop} is for --config.model=cnn, '
                     f'not {config.model!r}; set it to 0.')
   side = 28 - 2 * config.input_crop
-  if side < 2 ** len(config.conv_features):
+  if config.model == 'cnn' and side < 2 ** len(config.conv_features):
     raise UserError(f'--config.conv_features={tuple(config.conv_features)} with '
                     f'--config.input_crop={config.input_crop}: each block halves the '
                     f'{max(side, 0)}x{max(side, 0)} image, which has too few pixels for '

@@ -101,7 +101,8 @@ def random_shift(images, key, max_shift: int):
 
 
 def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_shift: float,
-                  elastic_alpha: float = 0.0, elastic_sigma: float = 4.0):
+                  elastic_alpha: float = 0.0, elastic_sigma: float = 4.0,
+                  max_squish: float = 0.0):
   """Random rotation, scaling and shift of each image (bilinear, zeros fill in).
 
   Rotation in [-max_rotation_deg, max_rotation_deg], scale in
@@ -110,8 +111,10 @@ def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_sh
   elastic distortion (Simard, Steinkraus and Platt, 2003): every pixel moves by
   its own displacement, uniform noise in [-1, 1] smoothed by a Gaussian of
   `elastic_sigma` pixels and scaled by `elastic_alpha` (their 34 and 4 move a
-  pixel by about one on average: strokes bend, the digit stays). Runs on the
-  device; labels are unchanged. Returns float32 in the input's value range.
+  pixel by about one on average: strokes bend, the digit stays). With
+  `max_squish` > 0, height and width are also scaled apart, each in
+  [1 / (1 + max_squish), 1 + max_squish]. Runs on the device; labels are
+  unchanged. Returns float32 in the input's value range.
   """
   n, h, w, _ = images.shape
   k_angle, k_scale, k_shift = jax.random.split(key, 3)
@@ -127,18 +130,41 @@ def random_affine(images, key, max_rotation_deg: float, max_scale: float, max_sh
   displacement = (elastic_displacement(jax.random.fold_in(key, 4), (n, 2, h, w), elastic_alpha,
                                        elastic_sigma)
                   if elastic_alpha else None)  # None: an empty pytree, vmap passes it on.
+  log_squish = jnp.log1p(max_squish)
+  squish = jnp.exp(jax.random.uniform(jax.random.fold_in(key, 5), (n, 2), minval=-log_squish,
+                                      maxval=log_squish))
 
-  def warp(image, angle, scale, shift, displacement):
+  def warp(image, angle, scale, shift, displacement, squish):
     # Where each output pixel comes from: the inverse transform.
     y, x = oy - shift[0], ox - shift[1]
     cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
-    sy, sx = cos * y - sin * x + cy, sin * y + cos * x + cx
+    sy = (cos * y - sin * x) / squish[0] + cy
+    sx = (sin * y + cos * x) / squish[1] + cx
     if displacement is not None:
       sy, sx = sy + displacement[0], sx + displacement[1]
     return jax.scipy.ndimage.map_coordinates(image[..., 0].astype(jnp.float32), [sy, sx],
                                              order=1, mode='constant', cval=0.0)[..., None]
 
-  return jax.vmap(warp)(images, angle, scale, shift, displacement)
+  return jax.vmap(warp)(images, angle, scale, shift, displacement, squish)
+
+
+def random_erase(images, key, probability: float):
+  """Blanks (sets to 0, MNIST's background) one rectangle in each image with
+  `probability`: 2-20% of its area, height/width ratio in [0.3, 3.3], anywhere
+  inside it (random erasing, Zhong et al. 2020). Runs on the device."""
+  n, h, w, _ = images.shape
+  k_on, k_area, k_ratio, k_y, k_x = jax.random.split(key, 5)
+  area = jax.random.uniform(k_area, (n,), minval=0.02, maxval=0.2) * h * w
+  ratio = jnp.exp(jax.random.uniform(k_ratio, (n,), minval=jnp.log(0.3), maxval=-jnp.log(0.3)))
+  eh = jnp.clip(jnp.round(jnp.sqrt(area * ratio)), 1, h)
+  ew = jnp.clip(jnp.round(jnp.sqrt(area / ratio)), 1, w)
+  y0 = jnp.floor(jax.random.uniform(k_y, (n,)) * (h - eh + 1))
+  x0 = jnp.floor(jax.random.uniform(k_x, (n,)) * (w - ew + 1))
+  ys, xs = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+  inside = ((ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
+            & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None]))
+  erase = inside & (jax.random.uniform(k_on, (n,)) < probability)[:, None, None]
+  return jnp.where(erase[..., None], jnp.zeros_like(images), images)
 
 
 def elastic_displacement(key, shape, alpha: float, sigma: float):

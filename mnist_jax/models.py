@@ -128,6 +128,38 @@ class CNN(nnx.Module):
     return self.head(x).astype(jnp.float32)
 
 
+class NoPoolCNN(nnx.Module):
+  """An et al. (2020): unpadded k x k convolutions, each with batch norm and ReLU,
+  no pooling (each convolution takes k - 1 pixels off the image's side: ten 3x3,
+  five 5x5 or four 7x7 leave 8x8, 8x8 or 4x4), then one dense layer to the ten
+  logits with batch norm. Their three models (3x3, 5x5, 7x7 kernels) are
+  configs/an2020.py.
+  """
+
+  def __init__(self, features, kernel_size, *, dtype, rngs: nnx.Rngs):
+    self.dtype = dtype
+    self.convs = nnx.List()
+    self.norms = nnx.List()
+    in_features = 1
+    for out_features in features:
+      self.convs.append(nnx.Conv(in_features, out_features, (kernel_size, kernel_size),
+                                 padding='VALID', use_bias=False, dtype=dtype, rngs=rngs))
+      self.norms.append(nnx.BatchNorm(out_features, momentum=0.9, dtype=dtype, rngs=rngs))
+      in_features = out_features
+    side = 28 - (kernel_size - 1) * len(features)
+    self.head = nnx.Linear(side * side * in_features, NUM_CLASSES, use_bias=False,
+                           dtype=dtype, rngs=rngs)
+    self.head_norm = nnx.BatchNorm(NUM_CLASSES, momentum=0.9, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x, *, train: bool = False, key=None):
+    del key  # No dropout.
+    x = x.astype(self.dtype)
+    for conv, norm in zip(self.convs, self.norms):
+      x = nnx.relu(norm(conv(x), use_running_average=not train))
+    x = self.head(x.reshape(x.shape[0], -1))
+    return self.head_norm(x, use_running_average=not train).astype(jnp.float32)
+
+
 class MLP(nnx.Module):
   """Fully connected layers with ReLU and dropout."""
 
@@ -179,11 +211,11 @@ class FlaxExampleCNN(nnx.Module):
     return self.head(x).astype(jnp.float32)
 
 
-MODELS = ('cnn', 'mlp', 'flax_example_cnn')
+MODELS = ('cnn', 'mlp', 'flax_example_cnn', 'nopool')
 
 # The config fields that define a model: all that create_model reads.
 MODEL_FIELDS = ('model', 'conv_features', 'convs_per_block', 'dense_features', 'batch_norm',
-                'input_crop', 'hidden_features', 'dropout_rate', 'compute_dtype')
+                'input_crop', 'kernel_size', 'hidden_features', 'dropout_rate', 'compute_dtype')
 
 
 def model_config(config: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
@@ -205,4 +237,6 @@ def create_model(config: ml_collections.ConfigDict, seed: int | jax.Array) -> nn
                dtype=dtype, rngs=rngs)
   if config.model == 'flax_example_cnn':
     return FlaxExampleCNN(config.dropout_rate, dtype=dtype, rngs=rngs)
+  if config.model == 'nopool':
+    return NoPoolCNN(tuple(config.conv_features), config.kernel_size, dtype=dtype, rngs=rngs)
   raise UserError(f'Unknown model {config.model!r}; choose one of {MODELS}.')

@@ -13,6 +13,9 @@ def learning_rate_schedule(config, total_steps: int, peak: float | None = None) 
   if config.schedule == 'cosine':
     warmup = int(config.warmup_epochs * total_steps / config.num_epochs)
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps)
+  if config.schedule == 'exponential':  # An et al. and Byerly et al.: x0.98 per epoch.
+    return optax.exponential_decay(lr, max(1, total_steps // config.num_epochs),
+                                   config.decay_per_epoch, staircase=True)
   return optax.cosine_onecycle_schedule(total_steps, lr)
 
 

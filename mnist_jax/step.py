@@ -122,12 +122,17 @@ def make_step_fn(config, graphdef, tx, mesh, steps: int):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % steps) * bs, bs)
     key, augment_key = jax.random.split(jax.random.fold_in(dropout_key, state.step))
     x = images[idx]
-    if config.augment_rotation or config.augment_scale or config.augment_elastic:
+    if (config.augment_rotation or config.augment_scale or config.augment_elastic
+        or config.augment_squish):
       x = input_pipeline.random_affine(x, augment_key, config.augment_rotation,
                                        config.augment_scale, config.augment_shift,
-                                       config.augment_elastic, config.augment_elastic_sigma)
+                                       config.augment_elastic, config.augment_elastic_sigma,
+                                       config.augment_squish)
     elif config.augment_shift:
       x = input_pipeline.random_shift(x, augment_key, config.augment_shift)
+    if config.augment_erase:
+      x = input_pipeline.random_erase(x, jax.random.fold_in(augment_key, 6),
+                                      config.augment_erase)
     x = jax.lax.with_sharding_constraint(input_pipeline.normalize(x, config.dataset),
                                          batch_sharding)
     y = jax.lax.with_sharding_constraint(labels[idx], batch_sharding)

@@ -126,3 +126,28 @@ def test_elastic_distortion_bends_strokes_and_keeps_the_digit():
   straight = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.key(2),
                                                      0.0, 0.0, 0.0, 34.0, 4.0))
   assert np.mean([wander(s) for s in straight]) > 0.5
+
+
+def test_random_erasing_blanks_one_rectangle_of_2_to_20_percent():
+  images = jnp.full((64, 28, 28, 1), 200, jnp.uint8)
+  key = jax.random.PRNGKey(0)
+  np.testing.assert_array_equal(input_pipeline.random_erase(images, key, 0.0), images)
+  erased = np.asarray(input_pipeline.random_erase(images, key, 1.0))[..., 0] == 0
+  for mask in erased:
+    ys, xs = np.nonzero(mask)
+    assert mask.sum() == (np.ptp(ys) + 1) * (np.ptp(xs) + 1)  # One solid rectangle,
+    assert 0.015 * 784 <= mask.sum() <= 0.21 * 784  # 2-20% of the image (whole pixels).
+  assert len({int(m.sum()) for m in erased}) > 10  # Of many sizes.
+
+
+def test_squish_scales_height_and_width_apart():
+  """A centred square, squished only: its height and width change independently."""
+  images = np.zeros((32, 28, 28, 1), np.uint8)
+  images[:, 9:19, 9:19] = 255
+  out = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.PRNGKey(1),
+                                                0.0, 0.0, 0.0, max_squish=0.5))[..., 0] > 127
+  ratios = [np.ptp(np.nonzero(m)[0]) / np.ptp(np.nonzero(m)[1]) for m in out]
+  assert min(ratios) < 0.8 and max(ratios) > 1.25, ratios
+  same = np.asarray(input_pipeline.random_affine(jnp.asarray(images), jax.random.PRNGKey(1),
+                                                 0.0, 0.0, 0.0))[..., 0] > 127
+  np.testing.assert_array_equal(same, images[..., 0] > 127)  # No squish: unchanged.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import default, mlp
+from configs import an2020, default, mlp
 from mnist_jax import models
 
 
@@ -82,3 +82,15 @@ def test_one_channel_conv_matches_nnx_conv(shape):
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
   np.testing.assert_allclose(models.apply_conv(conv, x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kernel_size,side', [('3', 8), ('5', 8), ('7', 4)])
+def test_an2020_models_shrink_by_unpadded_convolutions_alone(kernel_size, side):
+  """An et al.'s three models: no pooling; each k x k convolution takes k - 1 pixels
+  off the side, down to `side`, then one dense layer to the logits."""
+  config = an2020.get_config(kernel_size)
+  model = models.create_model(config, 0)
+  assert not hasattr(model, 'dense')
+  assert model.head.in_features == side * side * config.conv_features[-1]
+  logits = model(jnp.zeros((2, 28, 28, 1)), train=True)
+  assert logits.shape == (2, 10) and logits.dtype == jnp.float32

@@ -542,3 +542,16 @@ def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data
   assert scalars['test_accuracy'][-1][1] == pytest.approx(line['test_accuracy'], abs=1e-6)
   assert all(0 <= a <= 1 for _, a in scalars['train/accuracy'])
 
+
+def test_an2020_recipe_trains_with_its_per_epoch_decay(synthetic_data, tmp_path):
+  """configs/an2020.py end to end for a few steps: the 7x7 model (the smallest),
+  rotations, shifts, weight average, and the rate x0.98 after each epoch."""
+  from configs import an2020  # pylint: disable=g-import-not-at-top
+  config = an2020.get_config('7')
+  config.batch_size, config.train_steps_per_epoch, config.num_epochs = 32, 3, 2
+  config.augment_erase, config.augment_squish = 0.5, 0.2  # Byerly et al.'s, on top.
+  schedule = optimizer.learning_rate_schedule(config, 6)
+  assert [float(schedule(s)) for s in (0, 2, 3, 5)] == pytest.approx(
+      [1e-3, 1e-3, 0.98e-3, 0.98e-3])
+  metrics = train.train_and_evaluate(config, str(tmp_path), data=synthetic_data)
+  assert metrics['epoch'] == 2 and np.isfinite(metrics['test_loss'])
