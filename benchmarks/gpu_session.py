@@ -1,7 +1,7 @@
 """A lent GPU's measurements as one command per phase, for a lease of minutes.
 
-  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy,select]
-      [--deadlines_s=290,535] [--parallel=6] [--tiny]
+  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy,select,an2020]
+      [--deadlines_s=290,535,...: one per phase] [--parallel=6] [--tiny]
 
 D holds the cached arrays (D/mnist_jax_arrays/mnist/*.npy, as input_pipeline.load
 leaves them), so nothing needs TensorFlow or the network.
@@ -25,6 +25,11 @@ select: a change to `best` chosen on validation. Each of RECIPES with --select_s
   -> DIR/select.json (the recipes, every run, the validation means, the choice),
   DIR/select/probabilities_{test,val}.npz: the recipes' runs are ensemble candidates
   too (benchmarks/ensembles.py --probabilities=DIR/select).
+an2020: An et al.'s three models (configs/an2020.py, 3x3, 5x5 and 7x7 kernels) for
+  --an2020_epochs epochs (their 150 by default): each with --select_seeds seeds on
+  the first 50,000 images (validation), and with --an2020_seeds on all 60,000.
+  -> DIR/an2020.json, DIR/an2020/probabilities_{test,val}.npz; which of them to
+  average is chosen on validation afterwards (benchmarks/ensembles.py).
 --tiny cuts every run to a few steps: a check of this script on a CPU.
 
 Each phase writes its JSON as each part ends and stops starting new runs at its
@@ -59,7 +64,10 @@ flags.DEFINE_bool('tiny', False, 'A few steps per run: a check of the script its
 flags.DEFINE_integer('parallel', 5, 'accuracy, select: runs at once.')
 flags.DEFINE_integer('select_seeds', 2, 'select: seeds of each recipe on validation.')
 flags.DEFINE_list('deadlines_s', ['86400', '86400'], 'Per phase, seconds after the '
-                  'command\'s start: start nothing new after it; stop what still runs at it.')
+                  'command\'s start: start nothing new after it; stop what still runs at it. '
+                  'One per phase.')
+flags.DEFINE_integer('an2020_epochs', 150, 'an2020: epochs of each run.')
+flags.DEFINE_list('an2020_seeds', ['0', '1', '2', '3', '4'], 'an2020: seeds on all 60,000.')
 flags.DEFINE_string('probabilities', None, 'Internal: write the softmax outputs of this '
                     'workdir to --out (an .npz) and exit.')
 FLAGS = flags.FLAGS
@@ -254,6 +262,21 @@ def select() -> None:
             results, 'select.json', os.path.join(FLAGS.out, 'select'))
 
 
+def an2020() -> None:
+  """An et al.'s three models, on validation and on all the training images."""
+  results = {'environment': environment(), 'runs': {}}
+  write('an2020.json', results)
+  jobs = {}
+  for k in ('3', '5', '7'):
+    config, epochs = f'configs/an2020.py:{k}', f'num_epochs={FLAGS.an2020_epochs}'
+    for s in range(FLAGS.select_seeds):
+      jobs[f'an2020_{k}_val_s{100 + s}'] = (config, [epochs, f'seed={100 + s}',
+                                                     'validation_size=10000'])
+    for s in FLAGS.an2020_seeds:
+      jobs[f'an2020_{k}_s{s}'] = (config, [epochs, f'seed={s}'])
+  run_all(jobs, results, 'an2020.json', os.path.join(FLAGS.out, 'an2020'))
+
+
 def probabilities() -> None:
   """Softmax outputs of --probabilities on test (and validation), plain and with TTA."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -282,10 +305,14 @@ def probabilities() -> None:
 def main(_):
   if FLAGS.probabilities:
     return probabilities()
+  phases = {'speed': speed, 'accuracy': accuracy, 'select': select, 'an2020': an2020}
+  if len(FLAGS.deadlines_s) != len(FLAGS.phases) or set(FLAGS.phases) - set(phases):
+    raise app.UsageError(f'--phases={",".join(FLAGS.phases)}: each one of {", ".join(phases)}, '
+                         f'with one --deadlines_s each (got {len(FLAGS.deadlines_s)}).')
   os.makedirs(FLAGS.out, exist_ok=True)
   for phase, deadline in zip(FLAGS.phases, FLAGS.deadlines_s):
     DEADLINE[0] = float(deadline)
-    {'speed': speed, 'accuracy': accuracy, 'select': select}[phase]()
+    phases[phase]()
   log('finished')
 
 
