@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Mutation testing with cosmic-ray (pip install cosmic-ray): every mutant of a module
+# (an operator flipped, a constant changed, a condition negated...) is made in a scratch
+# copy of the committed code, and the tests that own the module run against it; a
+# mutant they do not notice survives. Minutes per module, so not part of CI.
+#
+#   tests/mutation/run.sh                # every module configured here (*.toml)
+#   tests/mutation/run.sh workdir        # one of them
+#
+# The report of each goes to benchmarks/results/mutation_<name>.txt.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+git -C "$root" archive HEAD | tar -x -C "$scratch"
+cd "$scratch"
+# The scratch copy's modules, not the checkout's (installed with -e), are the ones tested.
+export PYTHONPATH=$scratch
+export MNIST_JAX_MANUAL_DIR=${MNIST_JAX_MANUAL_DIR:-$root/../shared/datasets/mnist}
+names=${*:-$(cd tests/mutation && ls *.toml | sed 's/\.toml$//')}
+for name in $names; do
+  cosmic-ray init "tests/mutation/$name.toml" "$name.sqlite"
+  cosmic-ray baseline "tests/mutation/$name.toml"  # The tests pass on the code as it is.
+  cosmic-ray exec "tests/mutation/$name.toml" "$name.sqlite"
+  cr-report --show-diff --surviving-only "$name.sqlite" > "$root/benchmarks/results/mutation_$name.txt"
+  tail -3 "$root/benchmarks/results/mutation_$name.txt"
+done
