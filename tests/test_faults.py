@@ -268,9 +268,26 @@ def test_a_damaged_array_cache_is_rebuilt(tmp_path, monkeypatch, damage):
 
 def test_a_damaged_byte_in_metrics_keeps_the_other_lines(tmp_path, caplog):
   path = tmp_path / 'metrics.jsonl'
-  path.write_bytes(b'{"step": 8}\n{"step": \xff16}\n{"step": 24}\n')
+  path.write_bytes(b'{"step": 8}\n{"step": \xff16}\n{"step": 24}\n{"step": 3\xff}\n')
   assert workdir_lib.read_metrics(str(path)) == [{'step': 8}, {'step': 24}]
-  assert 'line(s) 2 are not metric records' in caplog.text
+  assert 'line(s) 2, 4 are not metric records' in caplog.text  # A whole last line too,
+  caplog.clear()
+  path.write_bytes(b'{"step": 8}\n{"step": 1')
+  assert workdir_lib.read_metrics(str(path)) == [{'step': 8}]
+  assert 'not metric records' not in caplog.text  # but not a torn one (a kill mid-write).
+
+
+def test_tensorboard_failing_mid_run_is_one_message(tiny_config, synthetic_data, tmp_path,
+                                                    monkeypatch):
+  """A disk that fills while TensorBoard's events are written (after the writer opened)."""
+  writer_class = workdir_lib._summary_writer()  # pylint: disable=protected-access
+
+  def flush(self):
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(writer_class, 'flush', flush)
+  with pytest.raises(UserError, match='Cannot write TensorBoard summaries to .*tensorboard: '
+                     'No space left on device'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
 
 
 def test_resuming_with_another_config_is_refused_unless_asked_and_then_recorded(
