@@ -112,7 +112,7 @@ def read_metrics(path: str) -> list[dict]:
       record = None
     if isinstance(record, dict):
       out.append(record)
-    elif number < len(lines) or line.endswith('\n'):
+    elif line.endswith('\n'):  # A whole line; a torn last one (a kill mid-write) has none.
       damaged.append(number)
   if damaged:
     logging.warning('%s: line(s) %s are not metric records (damaged?); skipped them.', path,

@@ -301,7 +301,7 @@ def test_config_of_an_older_run_gets_defaults_for_newer_keys(tiny_config, tmp_pa
 def test_unwritable_workdir(tiny_config, synthetic_data, tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('not a folder')
-  with pytest.raises(UserError, match='Cannot write to'):
+  with pytest.raises(UserError, match=r'Cannot write to .*file/run: Not a directory\. Choose'):
     train.train_and_evaluate(tiny_config, str(blocker / 'run'), data=synthetic_data)
 
 
