@@ -111,24 +111,25 @@ FREE_KEYS = DATA_KEYS + ('compilation_cache_dir', 'log_every_steps', 'checkpoint
 CHANGES_FILE = 'config_changes.jsonl'
 
 
-def _saved(workdir: str) -> dict | None:
-  """config.json with the changes a resumed run recorded applied, as JSON values;
-  None where there is no config.json."""
+def _saved(workdir: str) -> tuple[dict, dict] | None:
+  """config.json as written, and with the changes a resumed run recorded applied,
+  as JSON values; None where there is no config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     return None
   try:
     with open(path) as f:
-      saved = json.load(f)
-    if not isinstance(saved, dict):
+      first = json.load(f)
+    if not isinstance(first, dict):
       raise ValueError('not a JSON object')
+    saved = dict(first)
     for change in workdir_lib.read_metrics(os.path.join(workdir, CHANGES_FILE)):
       saved.update({k: v['to'] for k, v in change['changes'].items()})
   except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
     raise UserError(f'{path} is damaged or not a config this version can read ({e}). '
                     'Restore it, or write it again from the config the run was trained with.'
                     ) from e
-  return saved
+  return first, saved
 
 
 def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int,
@@ -137,11 +138,12 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int,
   the one saved (FREE_KEYS aside), naming each change. With `allow_changes` the
   changes are appended to CHANGES_FILE instead; config.json keeps what the first
   steps were trained with."""
-  saved = _saved(workdir)
-  if saved is None:
+  both = _saved(workdir)
+  if both is None:
     if primary:
       save(config, workdir)
     return
+  first, saved = both
   now = json.loads(config.to_json())
   changes = {k: {'from': saved[k], 'to': v} for k, v in now.items()
              if k in saved and k not in FREE_KEYS and saved[k] != v}
@@ -157,8 +159,6 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int,
   if changes:
     workdir_lib.append_line(os.path.join(workdir, CHANGES_FILE),
                             json.dumps({'step': step, 'changes': changes}))
-  with open(os.path.join(workdir, 'config.json')) as f:
-    first = json.load(f)
   workdir_lib.write_atomically(os.path.join(workdir, 'config.json'), json.dumps(
       {**first, **{k: now[k] for k in FREE_KEYS if k in now}}, indent=2, sort_keys=True))
 
@@ -172,10 +172,11 @@ def load_saved(workdir: str, data_from=None) -> ml_collections.ConfigDict:
   the data from wherever it is now.
   """
   path = os.path.join(workdir, 'config.json')
-  saved = _saved(workdir)
-  if saved is None:
+  both = _saved(workdir)
+  if both is None:
     raise UserError(f'{path} does not exist: --workdir must name the folder of a '
                     'training run (python main.py --workdir=DIR trains one).')
+  saved = both[1]
   # Keys added since that run was trained take their defaults (new features are off).
   config = default.get_config()
   try:
