@@ -1,9 +1,21 @@
-"""Pictures made for the benchmarks: paper-like photos of ink, and scikit-learn's digits."""
+"""Pictures made for the benchmarks: paper-like photos of ink, and scikit-learn's
+digits; and the flags every picture benchmark takes."""
 
 import io
+import os
 
+from absl import flags
 import numpy as np
 from PIL import Image
+
+
+def define_model_and_data_flags() -> None:
+  """--workdir (the trained run read with), --manual_dir and --data_dir (MNIST)."""
+  flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
+  flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
+                      'Folder with the four official MNIST .gz files (default: '
+                      '$MNIST_JAX_MANUAL_DIR).')
+  flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 
 
 def paper(rng, size):

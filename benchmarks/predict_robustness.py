@@ -35,13 +35,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pictures import paper_photo, sklearn_digits  # pylint: disable=wrong-import-position
+from pictures import define_model_and_data_flags, paper_photo, sklearn_digits  # pylint: disable=wrong-import-position
 from mnist_jax import hardware, input_pipeline, plots, predict  # pylint: disable=wrong-import-position
 
-flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
-flags.DEFINE_string('manual_dir', os.environ.get('MNIST_JAX_MANUAL_DIR'),
-                    'Folder with the four official MNIST .gz files (default: $MNIST_JAX_MANUAL_DIR).')
-flags.DEFINE_string('data_dir', None, 'tfds data folder.')
+define_model_and_data_flags()
 flags.DEFINE_integer('n', 500, 'Images per set.')
 flags.DEFINE_integer('seed', 0, 'Seed of the image generator.')
 flags.DEFINE_string('save_examples', None, 'Folder for the first 20 images of each set.')
