@@ -351,6 +351,26 @@ def test_a_disk_that_fills_up_during_a_checkpoint_is_one_message(mnist_dirs, tmp
       'same command again to resume.')
 
 
+def test_tensorstore_calling_a_closed_loop_prints_nothing_but_other_errors_still_show():
+  """The full disk's occasional extra tracebacks, made every time: a TensorStore
+  future whose done callback reaches an event loop that is already closed."""
+  script = '\n'.join([
+      'import asyncio, tensorstore as ts',
+      'from mnist_jax import logs',
+      'logs.quiet_libraries()',
+      'loop = asyncio.new_event_loop(); loop.close()',
+      'def other(_): raise RuntimeError("another problem")',
+      'for callback in (lambda _: loop.call_soon_threadsafe(print), other):',
+      '  promise, future = ts.Promise.new()',
+      '  future.add_done_callback(callback)',
+      '  promise.set_result(1)',
+  ])
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          cwd=ROOT)
+  assert 'Event loop is closed' not in result.stderr
+  assert result.stderr.count('Traceback') == 1 and 'another problem' in result.stderr
+
+
 def test_the_same_ensemble_member_twice_is_refused(tmp_path):
   (tmp_path / 'a').mkdir()
   with pytest.raises(UserError, match='in the ensemble twice'):
