@@ -39,13 +39,18 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 FLAGS = flags.FLAGS
 
 
-def _exit_with(message: str, at_once: bool = False):
-  """Exits 1 with `message`; `at_once` (runs of several processes) skips the exit
-  handlers, where jax.distributed's shutdown barrier aborts if a process is gone."""
+def _exit_with(message: str):
+  """Exits 1 with `message`, skipping the exit handlers.
+
+  Every `with` block (checkpoint saves, TensorBoard) has closed by now; what the
+  libraries' handlers would still do only repeats a failure already said, as
+  tracebacks (tensorboardX closes its writer again on a disk that is gone), or
+  aborts (jax.distributed's shutdown barrier, where another process is gone).
+  """
+  logging.flush()
   print(f'\nError: {message}', file=sys.stderr, flush=True)
-  if at_once:
-    os._exit(1)
-  sys.exit(1)
+  sys.stdout.flush()
+  os._exit(1)
 
 
 def _check_config_file(argv):
@@ -171,7 +176,7 @@ def main(argv):
                  jax.process_count())
     run_mode(config, argv)
   except UserError as e:
-    _exit_with(str(e), at_once=multihost)
+    _exit_with(str(e))
   except _Terminated:
     _exit_interrupted(TERMINATED)
   except KeyboardInterrupt:
@@ -189,7 +194,7 @@ def main(argv):
     _exit_with(f'process {jax.process_index()} of this {jax.process_count()}-process run '
                f'cannot go on: {cause}\nAnother process most likely stopped; its own log '
                'says why. The checkpoints written so far are kept: start all the processes '
-               'again to resume.', at_once=True)
+               'again to resume.')
 
 
 class _Terminated(KeyboardInterrupt):

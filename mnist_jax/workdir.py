@@ -9,7 +9,10 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sys
+import threading
+import time
 
 from absl import logging
 
@@ -42,35 +45,100 @@ def prepare(workdir: str, process_index: int = 0) -> None:
                       'you can write to.') from e
 
 
+HEARTBEAT_S = 10  # How often a run renews its lock file's time.
+STALE_S = 120  # A lock file renewed more recently than this belongs to a live run.
+
+
+def _other_run(owner: str, age_s: float) -> bool:
+  """Whether the lock file's `owner` ('pid N on HOST') is a run still alive.
+
+  Asked after the OS lock was granted, for file systems where that lock does not
+  reach the other machines (sshfs, NFS mounted without a lock manager): there, a
+  run on another machine holds no lock we can see, but renews the file's time.
+  """
+  match = re.fullmatch(r'pid (\d+) on (\S+)', owner)
+  if not match or age_s > STALE_S:
+    return False  # Cleared by a run that ended, or left by one that died.
+  if match.group(2) != os.uname().nodename:
+    return True
+  try:
+    os.kill(int(match.group(1)), 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    pass  # Alive, another user's.
+  return True
+
+
+def _renew(path: str, stop: threading.Event) -> None:
+  while not stop.wait(HEARTBEAT_S):
+    try:
+      os.utime(path)
+    except OSError:
+      pass  # A failing disk is reported by the writes that need it.
+
+
+def _take(f, workdir: str, path: str) -> None:
+  """Takes the OS lock on the open lock file `f` and writes this run into it, or
+  raises Busy."""
+  try:
+    f.seek(0)
+    owner = f.read().strip()
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      no_lock = None
+    except BlockingIOError:
+      raise Busy(f'Another run is training in {workdir} ({owner or "another process"}). Wait '
+                 'for it to finish or stop it, or choose another --workdir.') from None
+    except OSError as e:  # ENOLCK: NFS mounted without its lock manager.
+      no_lock = e.strerror or str(e)
+    age_s = time.time() - os.fstat(f.fileno()).st_mtime
+    if _other_run(owner, age_s):
+      raise Busy(f'Another run is training in {workdir} ({owner}; its lock file was renewed '
+                 f'{age_s:.0f} s ago). Wait for it to finish or stop it, or choose another '
+                 f'--workdir. If that run is gone, wait {STALE_S} s or delete {path}.')
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {os.uname().nodename}\n')
+    f.flush()
+  except OSError as e:
+    raise UserError(f'Cannot write {path}: {e.strerror or e}.') from e
+  if no_lock:
+    logging.warning('This file system gives no lock (%s): the lock file alone tells a '
+                    'second run that this one is training.', no_lock)
+
+
 @contextlib.contextmanager
 def lock(workdir: str):
-  """Holds an exclusive OS lock on `workdir` for the life of one training run.
+  """Holds an exclusive lock on `workdir` for the life of one training run.
 
-  The OS drops it when the process ends, however it ends, so a crashed run
-  leaves no stale lock. Only process 0 of a multi-process run takes it: the
-  processes of one run share their workdir.
+  The OS lock is dropped when the process ends, however it ends, so a crashed
+  run leaves no stale lock. Where the file system keeps OS locks to each machine,
+  the lock file's content ('pid N on HOST') and its time, renewed every
+  HEARTBEAT_S seconds, stop a second machine; a run that ends clears it. Only
+  process 0 of a multi-process run takes it: the processes of one run share
+  their workdir.
   """
   path = os.path.join(workdir, LOCK_FILE)
   try:
     f = open(path, 'a+')
   except OSError as e:
     raise UserError(f'Cannot write {path}: {e.strerror or e}.') from e
-  with f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      owner = f.read().strip() or 'another process'
-      raise Busy(f'Another run is training in {workdir} ({owner}). Wait for it to '
-                      'finish or stop it, or choose another --workdir.') from None
-    f.seek(0)
-    f.truncate()
-    f.write(f'pid {os.getpid()} on {os.uname().nodename}\n')
-    f.flush()
+  try:
+    _take(f, workdir, path)
+    stop = threading.Event()
+    threading.Thread(target=_renew, args=(path, stop), daemon=True).start()
     try:
       yield
     finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+      stop.set()
+      with contextlib.suppress(OSError):
+        f.truncate(0)  # Ended: a run on another machine need not wait STALE_S.
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+  finally:
+    with contextlib.suppress(OSError):
+      f.close()  # Fails where the disk has gone; the run's own error says so.
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -185,6 +253,12 @@ class Writer:
   def __enter__(self):
     return self
 
-  def __exit__(self, *exc):
-    if self._summaries is not None:
+  def __exit__(self, exc_type, exc, tb):
+    if self._summaries is None:
+      return
+    try:
       self._summaries.close()
+    except OSError as e:
+      if exc is None:
+        raise self._error(e) from e
+      # Else the run is stopping with its own error, the one to say.

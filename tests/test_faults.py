@@ -7,6 +7,7 @@ made to fail by putting a file where a folder must be, or the other way round,
 and a full disk is a small tmpfs mounted for the test.
 """
 
+import errno
 import glob
 import json
 import os
@@ -94,7 +95,14 @@ def test_a_second_run_on_the_same_workdir_is_refused(tiny_config, synthetic_data
   train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)  # Released.
 
 
-def test_the_lock_of_a_killed_run_is_not_stale(tiny_config, synthetic_data, tmp_path):
+@pytest.mark.parametrize('os_lock', ['shared', 'local to each machine'])
+def test_the_lock_of_a_killed_run_is_not_stale(tiny_config, synthetic_data, tmp_path,
+                                               monkeypatch, os_lock):
+  """Where OS locks stay on each machine (sshfs, NFS without its lock manager: two
+  mounts of one folder on this machine behave so), the owner named in the lock
+  file is asked instead."""
+  if os_lock != 'shared':
+    monkeypatch.setattr(workdir_lib.fcntl, 'flock', lambda f, operation: None)
   holder = subprocess.Popen(
       [sys.executable, '-c', 'import sys, time; '
        'from mnist_jax import workdir; l = workdir.lock(sys.argv[1]); l.__enter__(); '
@@ -106,6 +114,37 @@ def test_the_lock_of_a_killed_run_is_not_stale(tiny_config, synthetic_data, tmp_
   holder.send_signal(signal.SIGKILL)
   holder.wait()
   train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+
+
+def test_a_run_on_another_machine_is_seen_by_its_lock_file(tiny_config, synthetic_data,
+                                                           tmp_path, monkeypatch, caplog):
+  """Two machines sharing a workdir on a file system that gives no lock (ENOLCK) or
+  one each: the other machine's run renews the lock file's time; one that stopped
+  renewing it is gone."""
+  def no_lock(f, operation):
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+  monkeypatch.setattr(workdir_lib.fcntl, 'flock', no_lock)
+  lock_file = tmp_path / '.lock'
+  lock_file.write_text('pid 4242 on another-machine\n')
+  with pytest.raises(UserError, match=r'Another run is training in .* \(pid 4242 on '
+                     r'another-machine; its lock file was renewed \d+ s ago\)'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert not os.path.exists(tmp_path / 'metrics.jsonl')
+  stopped = time.time() - workdir_lib.STALE_S - 5
+  os.utime(lock_file, (stopped, stopped))
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert 'This file system gives no lock (No locks available)' in caplog.text
+  assert lock_file.read_text() == ''  # Ended: the next machine need not wait.
+
+
+def test_a_running_lock_is_renewed(tmp_path, monkeypatch):
+  monkeypatch.setattr(workdir_lib, 'HEARTBEAT_S', 0.05)
+  with workdir_lib.lock(str(tmp_path)):
+    lock_file = tmp_path / '.lock'
+    assert lock_file.read_text() == f'pid {os.getpid()} on {os.uname().nodename}\n'
+    os.utime(lock_file, (0, 0))
+    time.sleep(0.5)
+    assert time.time() - lock_file.stat().st_mtime < 5
 
 
 @pytest.mark.parametrize('text', ['{"batch_size": 3', 'null', '{"batch_size": "big"}',
@@ -280,16 +319,22 @@ def test_a_damaged_byte_in_metrics_keeps_the_other_lines(tmp_path, caplog):
   assert 'not metric records' not in caplog.text  # but not a torn one (a kill mid-write).
 
 
+@pytest.mark.parametrize('error, methods', [
+    ((errno.ENOSPC, 'No space left on device'), ['flush']),
+    ((errno.ENOTCONN, 'Transport endpoint is not connected'), ['flush', 'close'])])
 def test_tensorboard_failing_mid_run_is_one_message(tiny_config, synthetic_data, tmp_path,
-                                                    monkeypatch):
-  """A disk that fills while TensorBoard's events are written (after the writer opened)."""
+                                                    monkeypatch, error, methods):
+  """A disk that fills while TensorBoard's events are written (after the writer opened),
+  or a network disk that goes away: then closing the writer fails too, and must not
+  hide the first error."""
   writer_class = workdir_lib._summary_writer()  # pylint: disable=protected-access
 
-  def flush(self):
-    raise OSError(28, 'No space left on device')
-  monkeypatch.setattr(writer_class, 'flush', flush)
+  def fail(self):
+    raise OSError(*error)
+  for method in methods:
+    monkeypatch.setattr(writer_class, method, fail)
   with pytest.raises(UserError, match='Cannot write TensorBoard summaries to .*tensorboard: '
-                     'No space left on device'):
+                     + error[1]):
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
 
 
