@@ -13,10 +13,11 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_command
-from mnist_jax import evaluate
+from mnist_jax import config_lib, evaluate
 
 # Runs in a child process: the device count is fixed when JAX starts.
 WORKER = textwrap.dedent('''
@@ -143,12 +144,19 @@ def read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+# 10,000 test images in batches of 1,536 over 2 processes x 2 devices: the last
+# batch is padded, and its 784 real images sit 768 on process 0, 16 on process 1.
+UNEVEN_EVAL_BATCH = 1536
+
+
 @pytest.fixture(scope='module')
 def two_processes(mnist_dirs, tmp_path_factory):
-  """The one-device run's config (default, one epoch) on 2 processes x 2 devices."""
+  """The one-device run's config (default, one epoch) on 2 processes x 2 devices,
+  evaluated in UNEVEN_EVAL_BATCH batches."""
   workdir = str(tmp_path_factory.mktemp('two') / 'run')
   codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.num_epochs=1',
                               f'--config.validation_size={VALIDATION_SIZE}',
+                              f'--config.eval_batch_size={UNEVEN_EVAL_BATCH}',
                               devices_per_process=2, config='default'))
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   return workdir, logs
@@ -166,10 +174,16 @@ def test_two_processes_match_one(runs, two_processes):
 
 
 def test_two_process_checkpoint_restores_on_one(two_processes, mnist):
+  """Restored on one device and evaluated in whole batches of 1,000 (no padding),
+  the checkpoint scores what the processes logged with padded, unevenly shared
+  batches: every real image counted once, no padding counted."""
   workdir, _ = two_processes
-  report = evaluate.evaluate([workdir], data=mnist)
-  assert report['test_accuracy'] == pytest.approx(read_metrics(workdir)[0]['test_accuracy'],
-                                                  abs=1e-4)
+  config = config_lib.load_saved(workdir)
+  assert 10_000 % UNEVEN_EVAL_BATCH and config.eval_batch_size == UNEVEN_EVAL_BATCH
+  config.eval_batch_size = 1000
+  probabilities, _ = evaluate.test_probabilities(workdir, config, mnist['test'])
+  accuracy = np.mean(probabilities.argmax(1) == mnist['test'].labels)
+  assert accuracy == pytest.approx(read_metrics(workdir)[0]['test_accuracy'], abs=1e-4)
 
 
 def test_validation_split_is_the_same_for_1_8_devices_and_2_processes(runs, two_processes,
