@@ -219,3 +219,27 @@ def test_dead_process_stops_the_others_then_all_resume(mnist_dirs, tmp_path):
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
   assert 'Resuming from the checkpoint at step 200' in logs[0]
   assert [m['epoch'] for m in read_metrics(workdir)] == [1, 2, 3]
+
+
+def test_a_hung_process_is_declared_dead_and_the_others_stop(mnist_dirs, tmp_path):
+  """A process that stops answering (SIGSTOP: a frozen machine, a debugger) without
+  dying: after --heartbeat_timeout_s JAX's coordinator takes it for dead, and the
+  others end, saying which task stopped sending heartbeats, instead of waiting on
+  it for ever. (JAX ends them itself, with an abort: exit -6, not 1.)"""
+  workdir = str(tmp_path / 'run')
+  processes = launch(2, workdir, mnist_dirs, '--config.num_epochs=3',
+                     '--config.train_steps_per_epoch=200', '--heartbeat_timeout_s=5')
+  first_checkpoint = os.path.join(workdir, 'checkpoints', '200')
+  deadline = time.time() + 300
+  while not os.path.isdir(first_checkpoint) and time.time() < deadline:
+    assert processes[0][0].poll() is None, finish(processes)[1][0][-3000:]
+    time.sleep(0.2)
+  processes[1][0].send_signal(signal.SIGSTOP)
+  try:
+    processes[0][0].wait(timeout=60)  # A hang, or the default 100 s, fails here.
+  finally:
+    processes[1][0].send_signal(signal.SIGKILL)
+  codes, logs = finish(processes)
+  assert codes[0] != 0
+  assert 'stopped sending heartbeats' in logs[0], logs[0][-3000:]
+
