@@ -12,6 +12,7 @@ import time
 from absl import logging
 import jax
 
+from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 
@@ -55,7 +56,8 @@ class Manager:
     """Starts an asynchronous save; `close()` waits for it. A save that failed
     (a full disk, a folder gone) is reported here, at the next save, or at close."""
     try:
-      self._manager.save(step, args=_ocp().args.StandardSave(state))
+      with workdir_lib.said_if_slow(self.directory):  # Waits here while the save before is still written.
+        self._manager.save(step, args=_ocp().args.StandardSave(state))
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_error(e) from e
 
@@ -154,7 +156,8 @@ class Manager:
     if self._opened is None:
       return
     try:
-      self._manager.wait_until_finished()
+      with workdir_lib.said_if_slow(self.directory):
+        self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_error(e) from e
     finally:

@@ -141,6 +141,24 @@ def lock(workdir: str):
       f.close()  # Fails where the disk has gone; the run's own error says so.
 
 
+SLOW_WRITE_S = 3  # A wait on the disk longer than this is said.
+
+
+@contextlib.contextmanager
+def said_if_slow(path: str):
+  """Says once, if the writing in this block waits on `path` over SLOW_WRITE_S (a
+  slow or distant disk), what the run is waiting for; silent otherwise."""
+  def say():
+    logging.info('Waiting for %s to be written (a slow disk?).', path)
+  notice = threading.Timer(SLOW_WRITE_S, say)
+  notice.daemon = True
+  notice.start()
+  try:
+    yield
+  finally:
+    notice.cancel()
+
+
 def write_atomically(path: str, text: str) -> None:
   """Replaces `path` whole (a temporary file, then a rename): a kill at any
   moment leaves the old file or the new one, never a half-written one."""
@@ -233,18 +251,24 @@ class Writer:
 
   def write(self, step: int, scalars: dict, message: str, record: bool = False) -> None:
     """Logs `message`; on process 0 writes `scalars` to TensorBoard at `step`
-    and, if `record`, as a line of metrics.jsonl."""
+    and, if `record` (an evaluation), as a line of metrics.jsonl.
+
+    TensorBoard's file is flushed at evaluations only: a progress line that waited
+    for a slow disk (behind a checkpoint being written) held training up with it.
+    """
     logging.info(message)
     if self._summaries is None:
       return
-    if record:
-      append_line(self.metrics_path, json.dumps(scalars))
-    try:
-      for key, value in scalars.items():
-        self._summaries.add_scalar(key, value, step)
-      self._summaries.flush()
-    except OSError as e:
-      raise self._error(e) from e
+    with said_if_slow(os.path.dirname(self.metrics_path)):
+      if record:
+        append_line(self.metrics_path, json.dumps(scalars))
+      try:
+        for key, value in scalars.items():
+          self._summaries.add_scalar(key, value, step)
+        if record:
+          self._summaries.flush()
+      except OSError as e:
+        raise self._error(e) from e
 
   def _error(self, e: OSError) -> UserError:
     return UserError(f'Cannot write TensorBoard summaries to {self._tensorboard_dir}: '

@@ -10,6 +10,7 @@ and a full disk is a small tmpfs mounted for the test.
 import errno
 import glob
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, synthetic_split, tiny_command
-from mnist_jax import config_lib, evaluate, inference, input_pipeline, predict, train
+from mnist_jax import checkpoints, config_lib, evaluate, inference, input_pipeline, predict, train
 from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
@@ -414,6 +415,23 @@ def test_tensorstore_calling_a_closed_loop_prints_nothing_but_other_errors_still
                           cwd=ROOT)
   assert 'Event loop is closed' not in result.stderr
   assert result.stderr.count('Traceback') == 1 and 'another problem' in result.stderr
+
+
+def test_a_slow_checkpoint_is_said_while_waited_for(tiny_config, synthetic_data, tmp_path,
+                                                    monkeypatch, caplog):
+  """A slow disk (sshfs throttled to 200 kB/s: a default model's 4.5 MB checkpoint
+  took about 22 s) made the next save and the end of a run silent waits."""
+  caplog.set_level(logging.INFO)
+  monkeypatch.setattr(workdir_lib, 'SLOW_WRITE_S', 0.1)
+  manager = checkpoints._ocp().CheckpointManager  # pylint: disable=protected-access
+  finish = manager.wait_until_finished
+
+  def slowly(self):
+    time.sleep(0.5)
+    finish(self)
+  monkeypatch.setattr(manager, 'wait_until_finished', slowly)
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert f'Waiting for {tmp_path}/checkpoints to be written (a slow disk?)' in caplog.text
 
 
 def test_the_same_ensemble_member_twice_is_refused(tmp_path):
