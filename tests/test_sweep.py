@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import optuna
 import pytest
 
 from conftest import ROOT, tiny_command
@@ -69,6 +70,30 @@ def test_spec_must_hold_out_validation_and_be_readable(tmp_path):
     sweep.load_spec(write_spec(tmp_path / 'c.py', 'def get_sweep(:\n'), base)
   with pytest.raises(UserError, match='no such file'):
     sweep.load_spec(str(tmp_path / 'missing.py'), base)
+
+
+class _Always(optuna.pruners.BasePruner):
+  def prune(self, study, trial):
+    return True
+
+
+def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic_data):
+  """The pruner is asked after every epoch, and a yes stops the trial there: no more
+  epochs, no further seeds, its row says why."""
+  base = tiny.get_config()
+  base.batch_size, base.train_steps_per_epoch, base.num_epochs = 32, 4, 3
+  base.validation_size = 100
+  spec = sweep.load_spec(write_spec(tmp_path / 'spec.py', (
+      "def get_sweep():\n  return {'grid': {'learning_rate': [0.003]}, 'seeds': [0, 1]}\n")),
+      base)
+  objective = sweep._Objective(base, spec, str(tmp_path), synthetic_data)  # pylint: disable=protected-access
+  study = optuna.create_study(pruner=_Always(), direction='maximize')
+  study.optimize(objective, n_trials=1)
+  [trial] = study.trials
+  assert trial.state == optuna.trial.TrialState.PRUNED
+  assert 'after epoch 1 of seed 0' in trial.user_attrs['pruned']
+  [seed] = glob.glob(str(tmp_path / 'trials' / '*' / 'seed_*'))
+  assert seed.endswith('seed_0') and len(open(os.path.join(seed, 'metrics.jsonl')).readlines()) == 1
 
 
 def test_trial_names_are_folders_and_stable():

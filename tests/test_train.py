@@ -427,13 +427,26 @@ def test_microbatches_take_the_step_of_the_whole_batch(tiny_config, synthetic_da
   assert not _agree(whole, run(4, jnp.roll(perm, 1))[0])  # One image swapped per batch.
 
 
-def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp_path):
+def test_steps_per_call_does_not_change_the_run(tiny_config, synthetic_data, tmp_path,
+                                                monkeypatch):
   tiny_config.num_epochs = 2
   # SGD: the scan agrees with single steps to float rounding on any CPU (see above).
   tiny_config.optimizer, tiny_config.learning_rate = 'sgd', 0.05
+  calls = []  # The steps in each jitted call.
+  init = step_lib.TrainStep.__init__
+
+  def counted(self, *args):
+    init(self, *args)
+    steps_fn = self._steps_fn  # pylint: disable=protected-access
+    self._steps_fn = lambda *a: calls.append(a[-1]) or steps_fn(*a)
+  monkeypatch.setattr(step_lib.TrainStep, '__init__', counted)
+  tiny_config.steps_per_call = 1
   one = train.train_and_evaluate(tiny_config, str(tmp_path / 'one'), data=synthetic_data)
+  assert calls == [1] * 16
+  calls.clear()
   tiny_config.steps_per_call = 3  # 8 steps an epoch: calls of 3, 3 and 2.
   three = train.train_and_evaluate(tiny_config, str(tmp_path / 'three'), data=synthetic_data)
+  assert calls == [3, 3, 2] * 2
   assert three['step'] == one['step'] == 16
   assert three['test_accuracy'] == pytest.approx(one['test_accuracy'], abs=0.01)
   assert three['train_loss'] == pytest.approx(one['train_loss'], rel=1e-3)
