@@ -61,19 +61,26 @@ def test_same_seed_same_numbers(mnist, tmp_path):
   assert other['test_loss'] != runs[0]['test_loss']
 
 
-def test_sigkill_then_rerun_ends_like_uninterrupted(cli_run, mnist_dirs, tmp_path):
+@pytest.mark.parametrize('moment, resumed_from', [
+    ('100', 100),  # Just after the checkpoint of epoch 2 was complete.
+    ('100.orbax-checkpoint-tmp', 50),  # While it was being written (60-100 ms).
+])
+def test_sigkill_then_rerun_ends_like_uninterrupted(cli_run, mnist_dirs, tmp_path, moment,
+                                                    resumed_from):
+  """Killed when `moment` (a folder in checkpoints/) appears, then run again."""
   reference, _ = cli_run
   workdir = tmp_path / 'killed'
   process = subprocess.Popen(_cli(workdir, mnist_dirs), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while not os.path.isdir(workdir / 'checkpoints' / '100') and time.time() < deadline:
-    time.sleep(0.05)
+  while not os.path.isdir(workdir / 'checkpoints' / moment) and time.time() < deadline:
+    assert process.poll() is None, f'ended without {moment} being seen'
+    time.sleep(0.001)
   os.kill(process.pid, signal.SIGKILL)
   process.wait()
-  assert 0 < len(os.listdir(workdir / 'checkpoints')), 'killed before any checkpoint'
+  assert str(resumed_from) in os.listdir(workdir / 'checkpoints')
   result = subprocess.run(_cli(workdir, mnist_dirs), capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Resuming from the checkpoint' in result.stderr
+  assert f'Resuming from the checkpoint at step {resumed_from}' in result.stderr
   assert _metrics(workdir) == _metrics(reference)
