@@ -57,7 +57,7 @@ def _damage(checkpoint, how):
 
 @pytest.mark.parametrize('how', ['truncated', 'deleted', 'overwritten', 'metadata'])
 def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
-    finished, tiny_config, synthetic_data, tmp_path, how):
+    finished, tiny_config, synthetic_data, tmp_path, caplog, how):
   reference, final = finished
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)
@@ -68,6 +68,9 @@ def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
   assert CLEAN(resumed) == CLEAN(final)  # Resumed from step 8, to the same end.
   moved = os.listdir(workdir / 'checkpoints_damaged')
   assert len(moved) == 1 and moved[0].startswith('16_')  # Set aside, not deleted.
+  assert re.search(r'The checkpoint at step 16 is damaged \(.+\); moved it to '
+                   f'{workdir}/checkpoints_damaged/{moved[0]}. Using the one at step 8.',
+                   caplog.text), caplog.text
   assert sorted(os.listdir(workdir / 'checkpoints'), key=int) == ['8', '16', '24']
   lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert [l['epoch'] for l in lines] == [1, 2, 3]
@@ -83,9 +86,11 @@ def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_pat
   assert int(state.step) == 16
   for step in ('8', '16'):
     _damage(workdir / 'checkpoints' / step, 'deleted')
-  with pytest.raises(UserError, match='No usable checkpoint'):
+  with pytest.raises(UserError, match=f'No usable checkpoint in {workdir}/checkpoints '
+                     fr'\(damaged ones were moved to {workdir}/checkpoints_damaged\)'):
     inference.restore(str(workdir), tiny_config)
   assert len(os.listdir(workdir / 'checkpoints_damaged')) == 3
+  assert 'is damaged' in caplog.text and 'No other checkpoint is left.' in caplog.text
 
 
 def test_a_second_run_on_the_same_workdir_is_refused(tiny_config, synthetic_data, tmp_path):
