@@ -152,7 +152,7 @@ def main(argv):
   config = FLAGS.config
   import jax
   from mnist_jax import distributed, logs
-  from mnist_jax.errors import UserError
+  from mnist_jax.errors import UserError, first_line
   gc.freeze()
   gc.enable()
 
@@ -189,8 +189,7 @@ def main(argv):
     # after a checkpoint, the process got to exit and aborted in the shutdown barrier).
     if not isinstance(e, jax.errors.JaxRuntimeError):
       traceback.print_exc()
-    cause = (str(e).splitlines() or [type(e).__name__])[0].replace(
-        'Error dispatching computation: ', '')
+    cause = first_line(e).replace('Error dispatching computation: ', '')
     _exit_with(f'process {jax.process_index()} of this {jax.process_count()}-process run '
                f'cannot go on: {cause}\nAnother process most likely stopped; its own log '
                'says why. The checkpoints written so far are kept: start all the processes '

@@ -13,7 +13,7 @@ from absl import logging
 import jax
 
 from mnist_jax import workdir as workdir_lib
-from mnist_jax.errors import UserError
+from mnist_jax.errors import UserError, first_line
 
 
 def _ocp():
@@ -64,7 +64,7 @@ class Manager:
   def _write_error(self, e: Exception) -> UserError:
     """One message for a failed write. Orbax reports a full disk as a ValueError
     from TensorStore ('RESOURCE_EXHAUSTED ... No space left on device'), not an OSError."""
-    reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
     system = re.search(r'([A-Z][^:\[]*?) \[os_error_code', str(e))  # TensorStore's errno text.
     if system:
       reason = system.group(1)
@@ -107,7 +107,7 @@ class Manager:
     try:
       metadata = self._manager.item_metadata(step)
     except Exception as e:  # pylint: disable=broad-except
-      raise _Damaged(f'unreadable metadata: {_first_line(e)}') from e
+      raise _Damaged(f'unreadable metadata: {first_line(e)}') from e
     if metadata is None or not jax.tree.leaves(metadata):
       raise _Damaged('its metadata is missing')
     # Compare shapes first: a failed restore leaves orbax's threads in a mess.
@@ -130,7 +130,7 @@ class Manager:
           f'training state ({str(e).splitlines()[0].rstrip(":")}): it was written by another '
           'version of mnist_jax or another config. Use a new --workdir, or retrain.') from e
     except Exception as e:  # pylint: disable=broad-except
-      raise _Damaged(_first_line(e)) from e  # TensorStore: a truncated or missing file.
+      raise _Damaged(first_line(e)) from e  # TensorStore: a truncated or missing file.
 
   def _damaged_dir(self):
     return os.path.join(os.path.dirname(self.directory), 'checkpoints_damaged')
@@ -175,8 +175,3 @@ class Manager:
 
 class _Damaged(Exception):
   """A checkpoint whose files cannot be read back."""
-
-
-def _first_line(e: Exception) -> str:
-  text = str(e).splitlines()[0] if str(e) else type(e).__name__
-  return text.split(' See full TensorStore details')[0][:200]

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from mnist_jax import config_lib, hardware, input_pipeline, plots, train
 from mnist_jax import workdir as workdir_lib
-from mnist_jax.errors import UserError
+from mnist_jax.errors import UserError, first_line
 
 METRICS = {'val_accuracy': 'maximize', 'val_loss': 'minimize'}
 SPEC_KEYS = ('grid', 'space', 'seeds', 'trials', 'metric', 'config', 'prune', 'heartbeat_s')
@@ -336,12 +336,12 @@ class _PatientStorage(RDBStorage):
         if time.monotonic() > deadline:
           self.gave_up = UserError(
               f'The sweep\'s database {shown_url(self.url)} did not answer for '
-              f'{DATABASE_PATIENCE_S} s ({_first_line(lost)}). What it holds is kept: run the '
+              f'{DATABASE_PATIENCE_S} s ({first_line(lost)}). What it holds is kept: run the '
               'same command again once it is back, and the sweep resumes.')
           raise self.gave_up from e
         if not said:
           logging.warning('The sweep\'s database %s does not answer (%s); trying again for '
-                          'up to %d s.', shown_url(self.url), _first_line(lost),
+                          'up to %d s.', shown_url(self.url), first_line(lost),
                           DATABASE_PATIENCE_S)
           said = True
         time.sleep(2)
@@ -353,10 +353,6 @@ def _patient(method):
 
 for _name in [n for n in dir(RDBStorage) if not n.startswith('_') and callable(getattr(RDBStorage, n))]:
   setattr(_PatientStorage, _name, _patient(getattr(RDBStorage, _name)))
-
-
-def _first_line(e: BaseException) -> str:
-  return (str(e).splitlines() or [type(e).__name__])[0][:300]
 
 
 def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
@@ -389,7 +385,7 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
       lost = _connection_lost(e)
       if lost is not None or attempt == 4:
         raise UserError(f'Cannot open the sweep\'s database {shown_url(url)}: '
-                        f'{_first_line(lost or e)}') from e
+                        f'{first_line(lost or e)}') from e
       time.sleep(1 + attempt)
   if spec.grid:
     sampler = optuna.samplers.GridSampler(
