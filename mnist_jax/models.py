@@ -160,6 +160,62 @@ class NoPoolCNN(nnx.Module):
     return self.head_norm(x, use_running_average=not train).astype(jnp.float32)
 
 
+class BranchingHVC(nnx.Module):
+  """Byerly, Kalganova and Dear (2021), "No routing needed between capsules": unpadded
+  3x3 convolutions with batch norm (a shift, no scale) and ReLU, and after every
+  third one a branch to the ten classes.
+
+  A branch reads its feature map as one capsule per pixel (the pixel's channels as
+  the vector). Each class's capsule is the sum over pixels of the pixel's capsule
+  times a weight vector of its own (element-wise: a homogeneous vector capsule, no
+  routing), then batch norm and ReLU; the capsule's length is the branch's logit
+  for that class. The branches' logits, times one learned weight per branch
+  (starting at 1) and batch-normalized, are summed.
+  """
+
+  BRANCH_EVERY = 3  # Branches after the 3rd, 6th, 9th convolution (their MNIST model).
+
+  def __init__(self, features, *, dtype, rngs: nnx.Rngs):
+    self.dtype = dtype
+    norm = lambda n: nnx.BatchNorm(n, use_scale=False, epsilon=1e-3, momentum=0.9,
+                                   dtype=dtype, rngs=rngs)
+    self.convs, self.norms = nnx.List(), nnx.List()
+    self.capsule_weights, self.capsule_norms = nnx.List(), nnx.List()
+    in_features, side = 1, 28
+    for i, out_features in enumerate(features):
+      self.convs.append(nnx.Conv(in_features, out_features, (3, 3), padding='VALID',
+                                 use_bias=False, dtype=dtype, rngs=rngs))
+      self.norms.append(norm(out_features))
+      in_features, side = out_features, side - 2
+      if (i + 1) % self.BRANCH_EVERY == 0:
+        pixels = side * side
+        self.capsule_weights.append(nnx.Param(jax.random.normal(
+            rngs.params(), (NUM_CLASSES, pixels, out_features)) / jnp.sqrt(pixels)))
+        self.capsule_norms.append(norm(out_features))
+    if not len(self.capsule_weights):
+      raise UserError(f'model=hvc needs at least {self.BRANCH_EVERY} conv_features: it '
+                      f'branches after every {self.BRANCH_EVERY}rd convolution.')
+    self.branch_weights = nnx.Param(jnp.ones(len(self.capsule_weights)))
+    self.merge_norm = norm(len(self.capsule_weights))
+
+  def __call__(self, x, *, train: bool = False, key=None):
+    del key  # No dropout.
+    x = x.astype(self.dtype)
+    logits = []
+    for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+      x = nnx.relu(norm(conv(x), use_running_average=not train))
+      if (i + 1) % self.BRANCH_EVERY == 0:
+        branch = len(logits)
+        pixels = x.reshape(x.shape[0], 1, -1, x.shape[-1])  # [B, 1, pixels, channels]
+        weights = self.capsule_weights[branch][...].astype(self.dtype)
+        capsules = (pixels * weights).sum(axis=2)  # [B, classes, channels]
+        capsules = nnx.relu(self.capsule_norms[branch](capsules, use_running_average=not train))
+        # The length, kept differentiable where a capsule is all zeros.
+        logits.append(jnp.sqrt(jnp.sum(jnp.square(capsules.astype(jnp.float32)), -1) + 1e-12))
+    merged = jnp.stack(logits, -1) * self.branch_weights[...]  # [B, classes, branches]
+    return self.merge_norm(merged, use_running_average=not train).sum(-1).astype(jnp.float32)
+
+
 class MLP(nnx.Module):
   """Fully connected layers with ReLU and dropout."""
 
@@ -211,7 +267,7 @@ class FlaxExampleCNN(nnx.Module):
     return self.head(x).astype(jnp.float32)
 
 
-MODELS = ('cnn', 'mlp', 'flax_example_cnn', 'nopool')
+MODELS = ('cnn', 'mlp', 'flax_example_cnn', 'nopool', 'hvc')
 
 # The config fields that define a model: all that create_model reads.
 MODEL_FIELDS = ('model', 'conv_features', 'convs_per_block', 'dense_features', 'batch_norm',
@@ -239,4 +295,6 @@ def create_model(config: ml_collections.ConfigDict, seed: int | jax.Array) -> nn
     return FlaxExampleCNN(config.dropout_rate, dtype=dtype, rngs=rngs)
   if config.model == 'nopool':
     return NoPoolCNN(tuple(config.conv_features), config.kernel_size, dtype=dtype, rngs=rngs)
+  if config.model == 'hvc':
+    return BranchingHVC(tuple(config.conv_features), dtype=dtype, rngs=rngs)
   raise UserError(f'Unknown model {config.model!r}; choose one of {MODELS}.')

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import an2020, default, mlp
+from configs import an2020, byerly2021, default, mlp
 from mnist_jax import models
+from mnist_jax.errors import UserError
 
 
 @pytest.mark.parametrize('get_config', [default.get_config, mlp.get_config])
@@ -94,3 +95,27 @@ def test_an2020_models_shrink_by_unpadded_convolutions_alone(kernel_size, side):
   assert model.head.in_features == side * side * config.conv_features[-1]
   logits = model(jnp.zeros((2, 28, 28, 1)), train=True)
   assert logits.shape == (2, 10) and logits.dtype == jnp.float32
+
+
+def test_byerly2021_branches_read_capsules_without_routing():
+  """Three branches, after the 3rd, 6th and 9th convolution (22x22x64, 16x16x112,
+  10x10x160), one weight vector per class and pixel; a class's logit depends on
+  its own weights alone (no routing between classes), and every branch counts."""
+  full = nnx.eval_shape(lambda: models.create_model(byerly2021.get_config(), 0))
+  assert [w.shape for w in full.capsule_weights] == [(10, 484, 64), (10, 256, 112),
+                                                     (10, 100, 160)]
+  model = models.BranchingHVC((4,) * 9, dtype=jnp.float32, rngs=nnx.Rngs(0))  # Quicker.
+  x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  model(x, train=True)  # Running statistics that are not the initial ones.
+  before = model(x)
+  assert before.shape == (2, 10) and before.dtype == jnp.float32
+  for branch in range(3):
+    weights = model.capsule_weights[branch]
+    saved = weights[...]
+    weights[...] = saved.at[3].multiply(2.0)
+    after = model(x)
+    weights[...] = saved
+    changed = np.abs(np.asarray(after - before)).max(axis=0) > 1e-6
+    assert changed.tolist() == [c == 3 for c in range(10)], (branch, changed)
+  with pytest.raises(UserError, match='at least 3 conv_features'):
+    models.BranchingHVC((8, 8), dtype=jnp.float32, rngs=nnx.Rngs(0))

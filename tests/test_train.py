@@ -568,3 +568,14 @@ def test_an2020_recipe_trains_with_its_per_epoch_decay(synthetic_data, tmp_path)
       [1e-3, 1e-3, 0.98e-3, 0.98e-3])
   metrics = train.train_and_evaluate(config, str(tmp_path), data=synthetic_data)
   assert metrics['epoch'] == 2 and np.isfinite(metrics['test_loss'])
+
+
+def test_byerly2021_recipe_trains(synthetic_data, tmp_path):
+  """configs/byerly2021.py end to end for a few steps: the branching capsule model,
+  its augmentations, weight average and per-epoch decay."""
+  from configs import byerly2021  # pylint: disable=g-import-not-at-top
+  config = byerly2021.get_config()
+  config.batch_size, config.train_steps_per_epoch, config.num_epochs = 32, 3, 2
+  config.conv_features = (8,) * 9  # Narrower: the same layers, compiled sooner.
+  metrics = train.train_and_evaluate(config, str(tmp_path), data=synthetic_data)
+  assert metrics['epoch'] == 2 and np.isfinite(metrics['test_loss'])
