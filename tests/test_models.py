@@ -119,3 +119,20 @@ def test_byerly2021_branches_read_capsules_without_routing():
     assert changed.tolist() == [c == 3 for c in range(10)], (branch, changed)
   with pytest.raises(UserError, match='at least 3 conv_features'):
     models.BranchingHVC((8, 8), dtype=jnp.float32, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('config', [an2020.get_config('7'), byerly2021.get_config()],
+                         ids=['an2020_7', 'byerly2021'])
+def test_published_models_compute_in_bfloat16_close_to_float32(config):
+  """For accelerators: compute_dtype=bfloat16 reaches every layer (the logits
+  differ from float32's) and keeps them within 5% of their scale (1.5% measured)."""
+  x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+  logits = {}
+  for dtype in ('float32', 'bfloat16'):
+    config.compute_dtype = dtype
+    model = models.create_model(config, 0)
+    model(x, train=True)  # Running statistics of these images.
+    logits[dtype] = np.asarray(model(x))
+  full, half = logits['float32'], logits['bfloat16']
+  assert not np.array_equal(full, half)
+  assert np.abs(full - half).max() < 0.05 * np.abs(full).max()
