@@ -44,26 +44,12 @@ LENGTHS = range(2, 7)
 GAPS = {'mnist_gaps': (3, 12), 'mnist_touching': (0, 0), 'mnist_overlapping': (-4, -1)}
 
 
-def columns(digit: np.ndarray) -> np.ndarray:
-  """A digit cut to the columns its ink spans (all its rows kept: digits share a line)."""
-  xs = np.nonzero(digit.max(0))[0]
-  return digit[:, xs.min():xs.max() + 1]
-
-
 def side_by_side(digits, rng, gaps: tuple[int, int], margin: int) -> np.ndarray:
-  """Digits (uint8, ink high) pasted left to right with random gaps (negative:
-  overlapping, where the brighter ink wins), with `margin` pixels all round."""
-  pieces = [columns(d) for d in digits]
-  offsets, x = [], margin
-  for piece in pieces:
-    offsets.append(x)
-    x += piece.shape[1] + int(rng.integers(gaps[0], gaps[1] + 1))
-  height = pieces[0].shape[0]
-  out = np.zeros((height + 2 * margin, offsets[-1] + pieces[-1].shape[1] + margin), np.uint8)
-  for piece, x in zip(pieces, offsets):
-    region = out[margin:margin + height, x:x + piece.shape[1]]
-    np.maximum(region, piece, out=region)
-  return out
+  """Digits (uint8, ink high) side by side with random gaps in `gaps` (negative:
+  overlapping), `margin` pixels all round. A gap is drawn after the last digit too
+  (unused), so that a seed gives the numbers it gave before."""
+  drawn = [int(rng.integers(gaps[0], gaps[1] + 1)) for _ in digits]
+  return input_pipeline.side_by_side(digits, drawn[:-1], (margin, margin))
 
 
 def mnist_number(images, rng, gaps) -> Image.Image:

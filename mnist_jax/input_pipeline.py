@@ -63,6 +63,27 @@ class Split:
     return len(self.labels)
 
 
+def side_by_side(digits, gaps, margin: tuple[int, int] = (0, 0)) -> np.ndarray:
+  """A number as one image: digits (uint8 [H, W], ink high, one height), each cut to
+  the columns its ink spans, pasted left to right with `gaps[i]` pixels after the
+  i-th (negative: overlapping, the brighter ink kept), `margin` (rows, columns) of
+  blank all round."""
+  pieces = []
+  for digit in digits:
+    xs = np.nonzero(digit.max(0))[0]
+    pieces.append(digit[:, xs.min():xs.max() + 1])
+  rows, cols = margin
+  height = pieces[0].shape[0]
+  out = np.zeros((height + 2 * rows, sum(p.shape[1] for p in pieces) + sum(gaps) + 2 * cols),
+                 np.uint8)
+  x = cols
+  for piece, gap in zip(pieces, [*gaps, 0]):
+    region = out[rows:rows + height, x:x + piece.shape[1]]
+    np.maximum(region, piece, out=region)
+    x += piece.shape[1] + gap
+  return out
+
+
 def hold_out(data: dict[str, Split], size: int) -> dict[str, Split]:
   """Moves the last `size` training images into a 'validation' split (size 0: none).
 

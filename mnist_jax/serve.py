@@ -196,13 +196,10 @@ def samples_of(config) -> list[dict]:
   out = [{'label': name, 'image': png_base64(255 - first[c])}
          for c, name in enumerate(input_pipeline.CLASS_NAMES[config.dataset])]
   if config.dataset == 'mnist':
-    gap = np.zeros((28, 4), np.uint8)
     for number in SAMPLE_NUMBERS:
-      pieces = [gap]
-      for d in number:
-        columns = np.nonzero(first[int(d)].max(0))[0]  # The digit's ink, then a gap.
-        pieces += [first[int(d)][:, columns[0]:columns[-1] + 1], gap]
-      out.append({'label': number, 'image': png_base64(255 - np.concatenate(pieces, axis=1))})
+      ink = input_pipeline.side_by_side([first[int(d)] for d in number], [4] * (len(number) - 1),
+                                        margin=(0, 4))
+      out.append({'label': number, 'image': png_base64(255 - ink)})
   return out
 
 

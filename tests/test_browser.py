@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import serving
+from mnist_jax import input_pipeline
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 if os.environ.get('MNIST_JAX_REQUIRE_BROWSER') == '1':  # CI: a missing tool is a failure.
@@ -113,13 +114,8 @@ def photographed_number(digits, rng):
   """MNIST digits side by side, written dark on grey paper with noise and a shadow,
   saved as a JPEG as a phone would: a picture of a number."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  pieces = [d[:, np.nonzero(d.max(0))[0].min():np.nonzero(d.max(0))[0].max() + 1] for d in digits]
-  ink = np.zeros((44, sum(p.shape[1] + 6 for p in pieces) + 20))
-  x = 12
-  for piece in pieces:
-    ink[8:36, x:x + piece.shape[1]] = piece / 255
-    x += piece.shape[1] + 6
-  ink = np.asarray(Image.fromarray((ink * 255).astype(np.uint8)).resize(
+  ink = input_pipeline.side_by_side(digits, [6] * (len(digits) - 1), margin=(8, 12))
+  ink = np.asarray(Image.fromarray(ink).resize(
       (ink.shape[1] * 5, ink.shape[0] * 5), Image.Resampling.BICUBIC)) / 255
   paper = 0.8 - np.linspace(0, 0.15, ink.shape[1])[None] + rng.normal(0, 0.02, ink.shape)
   grey = paper * (1 - ink) + 0.1 * ink

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_jax import predict
+from mnist_jax import input_pipeline, predict
 
 
 def drawing(size=(300, 200), box=(120, 40, 150, 100), width=None, ink=20, paper=235,
@@ -273,12 +273,7 @@ def side_by_side(digits, gap):
   """MNIST digits (ink high) cut to their columns and pasted left to right, `gap`
   pixels apart (0: strokes meet where both reach the edge), as dark ink on white,
   enlarged 3x."""
-  pieces = [d[:, np.nonzero(d.max(0))[0].min():np.nonzero(d.max(0))[0].max() + 1] for d in digits]
-  out = np.zeros((36, sum(p.shape[1] for p in pieces) + gap * (len(pieces) - 1) + 16), np.uint8)
-  x = 8
-  for piece in pieces:
-    out[4:32, x:x + piece.shape[1]] = np.maximum(out[4:32, x:x + piece.shape[1]], piece)
-    x += piece.shape[1] + gap
+  out = input_pipeline.side_by_side(digits, [gap] * (len(digits) - 1), margin=(4, 8))
   return Image.fromarray(255 - out).resize((3 * out.shape[1], 3 * out.shape[0]),
                                            Image.Resampling.BICUBIC)
 
