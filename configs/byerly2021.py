@@ -11,10 +11,9 @@ average of decay 0.999, batches of 120, 300 epochs. Their augmentation differs i
 its details from the ones here: rotations of up to 30 degrees (theirs: normal,
 clipped, on half the images), shifts within the digit's margin (here: up to 4
 pixels), a random width change of up to 1/4 (here: squish of 0.25) and one
-4x4 patch erased (here: random erasing of 2-20% on half the images). They report
-99.79% for a single model and 99.83% for an ensemble, with the epoch chosen on
-the test set; every figure here is the last epoch's, choices on the validation
-split. Not yet measured here: 300 epochs are hours on a GPU.
+4x4 patch erased (here: random erasing of 2-20% on half the images). Every
+figure here is the last epoch's, choices on the validation split. Not yet
+measured here: 300 epochs are hours on a GPU.
 """
 
 from configs import an2020
