@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,6 +288,25 @@ def test_checkpoint_of_another_structure_is_a_user_error(tmp_path):
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
     with pytest.raises(UserError, match='another version of mnist_jax'):
       ckpt.restore({'b': jnp.zeros(3)})
+
+
+def test_checkpoint_of_other_shapes_names_one_pair(tmp_path):
+  with checkpoints.Manager(str(tmp_path), 3) as ckpt:
+    ckpt.save(1, {'a': jnp.zeros(3), 'b': jnp.zeros((2, 2))})
+  with checkpoints.Manager(str(tmp_path), 3) as ckpt:
+    with pytest.raises(UserError, match=re.escape(
+        'e.g. an array of shape (3,) where the configured model has (4,)')):
+      ckpt.restore({'a': jnp.zeros(4), 'b': jnp.zeros((2, 2))})
+
+
+def test_asking_an_empty_folder_for_a_step_is_an_error(tmp_path):
+  """A new run reads nothing from an empty folder; a step asked for by number
+  (--step in eval) is an error there, not silently nothing."""
+  with checkpoints.Manager(str(tmp_path), 3) as ckpt:
+    state = {'a': jnp.zeros(3)}
+    assert ckpt.restore(state) is state
+    with pytest.raises(UserError, match='No checkpoint for step 5'):
+      ckpt.restore(state, step=5)
 
 
 def test_config_of_an_older_run_gets_defaults_for_newer_keys(tiny_config, tmp_path):
