@@ -76,6 +76,18 @@ def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
   assert [l['epoch'] for l in lines] == [1, 2, 3]
 
 
+def test_a_damaged_checkpoint_that_cannot_be_moved_aside_is_one_message(finished, tiny_config,
+                                                                         tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished[0], workdir)
+  _damage(workdir / 'checkpoints' / '24', 'truncated')
+  (workdir / 'checkpoints_damaged').write_text('a file where the folder must go')
+  with pytest.raises(UserError, match='The checkpoint at step 24 in .* is damaged and could '
+                     'not be moved aside .File exists.: move or delete it'):
+    inference.restore(str(workdir), tiny_config)
+  assert os.path.isdir(workdir / 'checkpoints' / '24')  # Nothing lost.
+
+
 def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_path, caplog):
   workdir = tmp_path / 'run'
   shutil.copytree(finished[0], workdir)

@@ -300,11 +300,13 @@ def test_checkpoint_of_other_shapes_names_one_pair(tmp_path):
 
 
 def test_asking_an_empty_folder_for_a_step_is_an_error(tmp_path):
-  """A new run reads nothing from an empty folder; a step asked for by number
-  (--step in eval) is an error there, not silently nothing."""
+  """A new run reads nothing from an empty folder, without opening Orbax (its imports
+  are a quarter second of start-up); a step asked for by number (--step in eval) is
+  an error there, not silently nothing."""
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
     state = {'a': jnp.zeros(3)}
     assert ckpt.restore(state) is state
+    assert ckpt._opened is None  # pylint: disable=protected-access  # Orbax not even opened.
     with pytest.raises(UserError, match='No checkpoint for step 5'):
       ckpt.restore(state, step=5)
 
