@@ -227,6 +227,25 @@ def test_a_checkpoint_save_that_fails_mid_run_stops_it(tiny_config, synthetic_da
   assert int(state.step) == 8
 
 
+def test_a_save_failing_in_the_background_is_said_at_close_once(tmp_path, monkeypatch):
+  """The last save fails after the run's loop ended (its error comes from the wait
+  at close), and Orbax's close then fails too: the save's error is the one said."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def wait(self):
+    raise ValueError('RESOURCE_EXHAUSTED: Failed to write 512 bytes to file 18: No space '
+                     "left on device [os_error_code='28']")
+
+  def close(self):
+    raise RuntimeError('the manager is in a bad state')
+  ckpt = checkpoints.Manager(str(tmp_path), 3)
+  ckpt.save(1, {'a': np.zeros(3)})
+  monkeypatch.setattr(ocp.CheckpointManager, 'wait_until_finished', wait)
+  monkeypatch.setattr(ocp.CheckpointManager, 'close', close)
+  with pytest.raises(UserError, match='Cannot write checkpoints in .*: No space left on device'):
+    ckpt.close()
+
+
 def test_save_preprocessed_naming_a_file_is_one_message(tmp_path):
   Image.new('L', (40, 40), 255).save(tmp_path / 'digit.png')
   (tmp_path / 'taken').write_text('a file')
