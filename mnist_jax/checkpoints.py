@@ -56,7 +56,8 @@ class Manager:
     """Starts an asynchronous save; `close()` waits for it. A save that failed
     (a full disk, a folder gone) is reported here, at the next save, or at close."""
     try:
-      with workdir_lib.said_if_slow(self.directory):  # Waits here while the save before is still written.
+      # Orbax waits here while the save before is still being written.
+      with workdir_lib.said_if_slow(self.directory):
         self._manager.save(step, args=_ocp().args.StandardSave(state))
     except Exception as e:  # pylint: disable=broad-except
       raise self._write_error(e) from e
