@@ -51,11 +51,14 @@ def _damage(checkpoint, how):
   elif how == 'overwritten':
     with open(data, 'wb') as f:
       f.write(b'\0' * os.path.getsize(data))
-  else:  # Its metadata lost.
+  elif how == 'metadata':  # Lost.
     os.remove(checkpoint / 'default' / '_METADATA')
+  else:  # Metadata garbled.
+    (checkpoint / 'default' / '_METADATA').write_text('{"tree_metadata": [')
 
 
-@pytest.mark.parametrize('how', ['truncated', 'deleted', 'overwritten', 'metadata'])
+@pytest.mark.parametrize('how', ['truncated', 'deleted', 'overwritten', 'metadata',
+                                 'garbled metadata'])
 def test_damaged_checkpoint_is_set_aside_and_the_one_before_used(
     finished, tiny_config, synthetic_data, tmp_path, caplog, how):
   reference, final = finished

@@ -290,13 +290,32 @@ def test_checkpoint_of_another_structure_is_a_user_error(tmp_path):
       ckpt.restore({'b': jnp.zeros(3)})
 
 
-def test_checkpoint_of_other_shapes_names_one_pair(tmp_path):
+@pytest.mark.parametrize('saved', [3, 5])  # Smaller, then larger than configured.
+def test_checkpoint_of_other_shapes_names_one_pair(tmp_path, saved):
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
-    ckpt.save(1, {'a': jnp.zeros(3), 'b': jnp.zeros((2, 2))})
+    ckpt.save(1, {'a': jnp.zeros(saved), 'b': jnp.zeros((2, 2))})
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
     with pytest.raises(UserError, match=re.escape(
-        'e.g. an array of shape (3,) where the configured model has (4,)')):
+        f'e.g. an array of shape ({saved},) where the configured model has (4,)')):
       ckpt.restore({'a': jnp.zeros(4), 'b': jnp.zeros((2, 2))})
+
+
+def test_only_damaged_checkpoints_start_a_run_over_but_fail_a_restore_that_needs_one(
+    tmp_path, caplog):
+  """Training (restore not required) starts from scratch, saying so; eval and predict
+  (required) have nothing to use: an error."""
+  fresh = {'a': jnp.zeros(3)}
+  for step, required in ((1, True), (2, False)):
+    with checkpoints.Manager(str(tmp_path / 'checkpoints'), 3) as ckpt:
+      ckpt.save(step, {'a': jnp.ones(3)})
+    os.remove(tmp_path / 'checkpoints' / str(step) / 'default' / '_METADATA')
+    with checkpoints.Manager(str(tmp_path / 'checkpoints'), 3) as ckpt:
+      if required:
+        with pytest.raises(UserError, match='No usable checkpoint in .* .damaged ones were'):
+          ckpt.restore(fresh, required=True)
+      else:
+        assert ckpt.restore(fresh) is fresh
+  assert caplog.text.count('No other checkpoint is left.') == 2
 
 
 def test_asking_an_empty_folder_for_a_step_is_an_error(tmp_path):
