@@ -91,6 +91,26 @@ def test_a_damaged_checkpoint_that_cannot_be_moved_aside_is_one_message(finished
   assert os.path.isdir(workdir / 'checkpoints' / '24')  # Nothing lost.
 
 
+def test_a_damaged_checkpoint_another_process_moved_first_is_no_error(
+    finished, tiny_config, tmp_path, monkeypatch):
+  """Every process of a multi-process run finds the damage; one moves the folder
+  aside first, and the others' move finds nothing there."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished[0], workdir)
+  _damage(workdir / 'checkpoints' / '24', 'truncated')
+
+  rename = os.rename
+
+  def moved_by_another(source, target):
+    if not str(target).startswith(str(workdir / 'checkpoints_damaged')):
+      return rename(source, target)
+    rename(source, str(workdir / 'elsewhere'))
+    raise FileNotFoundError(2, 'No such file or directory', source)
+  monkeypatch.setattr(checkpoints.os, 'rename', moved_by_another)
+  _, state, _ = inference.restore(str(workdir), tiny_config)
+  assert int(state.step) == 16
+
+
 def test_eval_falls_back_then_says_none_is_usable(finished, tiny_config, tmp_path, caplog):
   workdir = tmp_path / 'run'
   shutil.copytree(finished[0], workdir)

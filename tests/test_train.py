@@ -286,7 +286,9 @@ def test_checkpoint_of_another_structure_is_a_user_error(tmp_path):
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
     ckpt.save(1, {'a': jnp.zeros(3)})
   with checkpoints.Manager(str(tmp_path), 3) as ckpt:
-    with pytest.raises(UserError, match='another version of mnist_jax'):
+    with pytest.raises(UserError, match=r'does not fit the configured training state \(User-'
+                       'provided restore item and on-disk value metadata tree structures do '
+                       r'not match\): it was written by another version of mnist_jax'):
       ckpt.restore({'b': jnp.zeros(3)})
 
 
