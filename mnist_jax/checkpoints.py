@@ -43,7 +43,7 @@ class Manager:
       ocp = _ocp()
       self._opened = ocp.CheckpointManager(
           self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-          options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True))
+          options=ocp.CheckpointManagerOptions(max_to_keep=self._keep))
     return self._opened
 
   def latest_step(self):
@@ -109,7 +109,7 @@ class Manager:
       metadata = self._manager.item_metadata(step)
     except Exception as e:  # pylint: disable=broad-except
       raise _Damaged(f'unreadable metadata: {first_line(e)}') from e
-    if metadata is None or not jax.tree.leaves(metadata):
+    if not jax.tree.leaves(metadata):  # None too.
       raise _Damaged('its metadata is missing')
     # Compare shapes first: a failed restore leaves orbax's threads in a mess.
     saved = sorted(tuple(a.shape) for a in jax.tree.leaves(metadata))
