@@ -253,8 +253,11 @@ class Writer:
     """Logs `message`; on process 0 writes `scalars` to TensorBoard at `step`
     and, if `record` (an evaluation), as a line of metrics.jsonl.
 
-    TensorBoard's file is flushed at evaluations only: a progress line that waited
-    for a slow disk (behind a checkpoint being written) held training up with it.
+    TensorBoard is flushed here, in this thread, every time, so that a write that
+    fails fails here, as one message: left to tensorboardX's own thread, it would
+    end that thread with a traceback and leave nothing to write the events after
+    it. So a slow disk holds training up at a progress line (behind a checkpoint
+    being written); `said_if_slow` says so.
     """
     logging.info(message)
     if self._summaries is None:
@@ -265,8 +268,7 @@ class Writer:
       try:
         for key, value in scalars.items():
           self._summaries.add_scalar(key, value, step)
-        if record:
-          self._summaries.flush()
+        self._summaries.flush()
       except OSError as e:
         raise self._error(e) from e
 
