@@ -1,6 +1,6 @@
 """Data parallelism over 8 fake CPU devices and over several processes, against one device.
 
-The real `default` config, one epoch. The processes run on localhost and exchange
+The real `default` config, one epoch cut to STEPS steps. The processes run on localhost and exchange
 gradients over gloo, as hosts of a pod or cluster would over the network.
 """
 
@@ -54,8 +54,10 @@ def run_worker(devices, workdir, mnist_dirs, **overrides):
   return result
 
 
-# Every run below holds out this many training images for validation.
+# Every run below holds out this many training images for validation, and trains
+# one epoch of this many steps (19,200 images: about 97.5% test accuracy).
 VALIDATION_SIZE = 1000
+STEPS = 150
 
 
 @pytest.fixture(scope='module')
@@ -63,20 +65,21 @@ def runs(mnist_dirs, tmp_path_factory):
   out = {}
   for devices in (1, 8):
     workdir = tmp_path_factory.mktemp(f'dev{devices}') / 'run'
-    result = run_worker(devices, workdir, mnist_dirs, validation_size=VALIDATION_SIZE)
+    result = run_worker(devices, workdir, mnist_dirs, validation_size=VALIDATION_SIZE,
+                        train_steps_per_epoch=STEPS)
     assert result.returncode == 0, result.stderr[-3000:]
     out[devices] = workdir, json.loads(result.stdout.strip().splitlines()[-1])
   return out
 
 
-# One epoch on 8 devices and on 1 differ only in the order of float sums.
+# Training on 8 devices and on 1 differ only in the order of float sums.
 TOLERANCE = 0.001  # 0.1 percentage points: 10 test images.
 
 
 def test_eight_devices_match_one(runs):
   one, eight = runs[1][1], runs[8][1]
   assert one['devices'] == 1 and eight['devices'] == 8
-  assert one['metrics']['test_accuracy'] > 0.98, one['metrics']
+  assert one['metrics']['test_accuracy'] > 0.95, one['metrics']
   diff = abs(one['metrics']['test_accuracy'] - eight['metrics']['test_accuracy'])
   assert diff <= TOLERANCE, (one['metrics'], eight['metrics'])
 
@@ -151,11 +154,12 @@ UNEVEN_EVAL_BATCH = 1536
 
 @pytest.fixture(scope='module')
 def two_processes(mnist_dirs, tmp_path_factory):
-  """The one-device run's config (default, one epoch) on 2 processes x 2 devices,
+  """The one-device run's config (default, one epoch of STEPS) on 2 processes x 2 devices,
   evaluated in UNEVEN_EVAL_BATCH batches."""
   workdir = str(tmp_path_factory.mktemp('two') / 'run')
   codes, logs = finish(launch(2, workdir, mnist_dirs, '--config.num_epochs=1',
                               f'--config.validation_size={VALIDATION_SIZE}',
+                              f'--config.train_steps_per_epoch={STEPS}',
                               f'--config.eval_batch_size={UNEVEN_EVAL_BATCH}',
                               devices_per_process=2, config='default'))
   assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
