@@ -1,6 +1,6 @@
 """A lent GPU's measurements as one command per phase, for a lease of minutes.
 
-  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy,select,an2020]
+  python benchmarks/gpu_session.py --out=DIR --data_dir=D [--phases=speed,accuracy,select,published]
       [--deadlines_s=290,535,...: one per phase] [--parallel=6] [--tiny]
 
 D holds the cached arrays (D/mnist_jax_arrays/mnist/*.npy, as input_pipeline.load
@@ -25,11 +25,13 @@ select: a change to `best` chosen on validation. Each of RECIPES with --select_s
   -> DIR/select.json (the recipes, every run, the validation means, the choice),
   DIR/select/probabilities_{test,val}.npz: the recipes' runs are ensemble candidates
   too (benchmarks/ensembles.py --probabilities=DIR/select).
-an2020: An et al.'s three models (configs/an2020.py, 3x3, 5x5 and 7x7 kernels) for
-  --an2020_epochs epochs (their 150 by default): each with --select_seeds seeds on
-  the first 50,000 images (validation), and with --an2020_seeds on all 60,000.
-  -> DIR/an2020.json, DIR/an2020/probabilities_{test,val}.npz; which of them to
-  average is chosen on validation afterwards (benchmarks/ensembles.py).
+published: the published models of PUBLISHED (An et al.'s three, configs/an2020.py
+  with 3x3, 5x5 and 7x7 kernels; Byerly et al.'s, configs/byerly2021.py) for
+  --published_epochs epochs (each config's own, their papers' 150 and 300, when not
+  given): each with --select_seeds seeds on the first 50,000 images (validation), and
+  with --published_seeds on all 60,000. -> DIR/published.json,
+  DIR/published/probabilities_{test,val}.npz; which of them to average is chosen on
+  validation afterwards (benchmarks/ensembles.py).
 --tiny cuts every run to a few steps: a check of this script on a CPU.
 
 Each phase writes its JSON as each part ends and stops starting new runs at its
@@ -66,8 +68,10 @@ flags.DEFINE_integer('select_seeds', 2, 'select: seeds of each recipe on validat
 flags.DEFINE_list('deadlines_s', ['86400', '86400'], 'Per phase, seconds after the '
                   'command\'s start: start nothing new after it; stop what still runs at it. '
                   'One per phase.')
-flags.DEFINE_integer('an2020_epochs', 150, 'an2020: epochs of each run.')
-flags.DEFINE_list('an2020_seeds', ['0', '1', '2', '3', '4'], 'an2020: seeds on all 60,000.')
+flags.DEFINE_integer('published_epochs', None, 'published: epochs of each run; when not '
+                     'given, each config\'s own.')
+flags.DEFINE_list('published_seeds', ['0', '1', '2', '3', '4'],
+                  'published: seeds on all 60,000.')
 flags.DEFINE_string('probabilities', None, 'Internal: write the softmax outputs of this '
                     'workdir to --out (an .npz) and exit.')
 FLAGS = flags.FLAGS
@@ -100,6 +104,9 @@ RECIPES = {
     'wide': ['conv_features=(48,96,192)'],
 }
 TINY = ['num_epochs=2', 'train_steps_per_epoch=5']
+# published: each paper's model, as configs of ours.
+PUBLISHED = {'an2020_3': 'configs/an2020.py:3', 'an2020_5': 'configs/an2020.py:5',
+             'an2020_7': 'configs/an2020.py:7', 'byerly2021': 'configs/byerly2021.py'}
 
 
 def remaining() -> float:
@@ -262,19 +269,19 @@ def select() -> None:
             results, 'select.json', os.path.join(FLAGS.out, 'select'))
 
 
-def an2020() -> None:
-  """An et al.'s three models, on validation and on all the training images."""
+def published() -> None:
+  """PUBLISHED's models, on validation and on all the training images."""
   results = {'environment': environment(), 'runs': {}}
-  write('an2020.json', results)
+  write('published.json', results)
+  epochs = [f'num_epochs={FLAGS.published_epochs}'] if FLAGS.published_epochs else []
   jobs = {}
-  for k in ('3', '5', '7'):
-    config, epochs = f'configs/an2020.py:{k}', f'num_epochs={FLAGS.an2020_epochs}'
+  for name, config in PUBLISHED.items():
     for s in range(FLAGS.select_seeds):
-      jobs[f'an2020_{k}_val_s{100 + s}'] = (config, [epochs, f'seed={100 + s}',
-                                                     'validation_size=10000'])
-    for s in FLAGS.an2020_seeds:
-      jobs[f'an2020_{k}_s{s}'] = (config, [epochs, f'seed={s}'])
-  run_all(jobs, results, 'an2020.json', os.path.join(FLAGS.out, 'an2020'))
+      jobs[f'{name}_val_s{100 + s}'] = (config, [*epochs, f'seed={100 + s}',
+                                                 'validation_size=10000'])
+    for s in FLAGS.published_seeds:
+      jobs[f'{name}_s{s}'] = (config, [*epochs, f'seed={s}'])
+  run_all(jobs, results, 'published.json', os.path.join(FLAGS.out, 'published'))
 
 
 def probabilities() -> None:
@@ -305,7 +312,7 @@ def probabilities() -> None:
 def main(_):
   if FLAGS.probabilities:
     return probabilities()
-  phases = {'speed': speed, 'accuracy': accuracy, 'select': select, 'an2020': an2020}
+  phases = {'speed': speed, 'accuracy': accuracy, 'select': select, 'published': published}
   if len(FLAGS.deadlines_s) != len(FLAGS.phases) or set(FLAGS.phases) - set(phases):
     raise app.UsageError(f'--phases={",".join(FLAGS.phases)}: each one of {", ".join(phases)}, '
                          f'with one --deadlines_s each (got {len(FLAGS.deadlines_s)}).')
