@@ -77,8 +77,8 @@ def load_spec(path: str, base) -> Spec:
     metric: 'val_accuracy' (default, maximized) or 'val_loss' (minimized), final epoch;
     config: fixed overrides of the base config, e.g. {'validation_size': 10000};
     prune:  {'percentile': P, 'startup_trials': N} (default 25, 2): after each
-            epoch, a trial in the worst P% of those at the same point is stopped,
-            once N trials have reported there; None: never;
+            epoch, a trial in the worst P% of the finished ones at the same point is
+            stopped, once N trials have finished; None: never;
     heartbeat_s: how often a running trial says it is alive (default 30); one silent
             for 3x this is taken as interrupted and run again.
   """
@@ -355,6 +355,15 @@ for _name in [n for n in dir(RDBStorage) if not n.startswith('_') and callable(g
   setattr(_PatientStorage, _name, _patient(getattr(RDBStorage, _name)))
 
 
+def make_pruner(prune: dict | None) -> optuna.pruners.BasePruner:
+  """The spec's `prune`: the worst `percentile`% stopped (Optuna's PercentilePruner
+  takes the share it keeps)."""
+  if prune is None:
+    return optuna.pruners.NopPruner()
+  return optuna.pruners.PercentilePruner(100 - prune['percentile'],
+                                         n_startup_trials=prune['startup_trials'])
+
+
 def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
   """(study, storage): the study in `storage_url` (default: SQLite in workdir),
   created or resumed, and its _PatientStorage.
@@ -392,10 +401,8 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
         {k: [_encode(v) for v in values] for k, values in spec.grid.items()}, seed=0)
   else:
     sampler = optuna.samplers.TPESampler(seed=0)
-  pruner = optuna.pruners.NopPruner() if spec.prune is None else optuna.pruners.PercentilePruner(
-      spec.prune['percentile'], n_startup_trials=spec.prune['startup_trials'])
   study = optuna.create_study(storage=storage, study_name=os.path.basename(
-      os.path.abspath(workdir)), sampler=sampler, pruner=pruner,
+      os.path.abspath(workdir)), sampler=sampler, pruner=make_pruner(spec.prune),
                               direction=METRICS[spec.metric], load_if_exists=True)
   identity = {'spec': spec.to_json(), 'base_config': base.to_json(sort_keys=True)}
   for key, value in identity.items():

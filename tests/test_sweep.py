@@ -96,6 +96,28 @@ def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic
   assert seed.endswith('seed_0') and len(open(os.path.join(seed, 'metrics.jsonl')).readlines()) == 1
 
 
+@pytest.mark.parametrize('direction,values', [('maximize', (0.90, 0.92, 0.94, 0.96)),
+                                              ('minimize', (0.40, 0.30, 0.20, 0.10))])
+def test_prune_stops_the_worst_percentile_only(direction, values):
+  """prune={'percentile': 25}: below the worst quarter of the finished trials is
+  stopped; the middle goes on (Optuna's own percentile is the share it keeps)."""
+  study = optuna.create_study(direction=direction, pruner=sweep.make_pruner(
+      {'percentile': 25.0, 'startup_trials': 2}))
+  for value in values:
+    trial = study.ask()
+    trial.report(value, 1)
+    study.tell(trial, value)
+
+  def stopped(value):
+    trial = study.ask()
+    trial.report(value, 1)
+    return trial.should_prune()
+
+  worst, middle = values[0] - (values[1] - values[0]), (values[1] + values[2]) / 2
+  assert stopped(worst) and not stopped(middle)
+  assert not sweep.make_pruner(None).prune(study, study.trials[-1])
+
+
 def test_trial_names_are_folders_and_stable():
   assert sweep.trial_name({'learning_rate': 0.003, 'conv_features': '16,32'}) == (
       'conv_features=16,32_learning_rate=0.003')
