@@ -20,6 +20,7 @@ export MNIST_JAX_MANUAL_DIR=${MNIST_JAX_MANUAL_DIR:-$root/../shared/datasets/mni
 names=${*:-$(cd tests/mutation && ls *.toml | sed 's/\.toml$//')}
 for name in $names; do
   cosmic-ray init "tests/mutation/$name.toml" "$name.sqlite"
+  cr-filter-operators "$name.sqlite" "tests/mutation/$name.toml"  # Its exclude-operators, if any.
   cosmic-ray baseline "tests/mutation/$name.toml"  # The tests pass on the code as it is.
   cosmic-ray exec "tests/mutation/$name.toml" "$name.sqlite"
   cr-report --show-diff --surviving-only "$name.sqlite" > "$root/benchmarks/results/mutation_$name.txt"
