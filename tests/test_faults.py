@@ -214,18 +214,27 @@ def test_metrics_are_rewritten_whole_and_a_torn_line_is_dropped(tmp_path, monkey
 
 
 @pytest.mark.parametrize('blocked,kind', [('checkpoints', 'file'), ('metrics.jsonl', 'folder'),
-                                          ('tensorboard', 'file')])
+                                          ('metrics.jsonl', 'link'), ('tensorboard', 'file'),
+                                          ('.lock', 'folder')])
 def test_a_failed_write_stops_the_run_with_one_message(tiny_config, synthetic_data, tmp_path,
                                                         blocked, kind):
-  tmp_path.joinpath(blocked).mkdir() if kind == 'folder' else tmp_path.joinpath(
-      blocked).write_text('in the way')
+  """A folder or file in the way, or (link) a metrics file that reads as absent and
+  fails at its first appended line (a link into a folder that does not exist)."""
+  path = tmp_path.joinpath(blocked)
+  if kind == 'folder':
+    path.mkdir()
+  elif kind == 'link':
+    path.symlink_to(tmp_path / 'gone' / 'metrics.jsonl')
+  else:
+    path.write_text('in the way')
   start = time.time()
-  with pytest.raises(UserError, match=blocked) as failed:
+  with pytest.raises(UserError, match=re.escape(str(path))) as failed:
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   assert time.time() - start < 120
   # The system's reason, as a sentence ("Is a directory"), not Python's "[Errno 21] ...".
-  assert re.search(rf'{blocked}: (Is a directory|Not a directory|File exists)\.',
-                   str(failed.value)), str(failed.value)
+  reason = ('No such file or directory. The checkpoints written so far are kept'
+            if kind == 'link' else '(Is a directory|Not a directory|File exists)')
+  assert re.search(rf'{re.escape(blocked)}: {reason}\.', str(failed.value)), str(failed.value)
 
 
 def test_a_checkpoint_save_that_fails_mid_run_stops_it(tiny_config, synthetic_data, tmp_path,

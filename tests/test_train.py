@@ -597,6 +597,10 @@ def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data
   line = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()][-1]
   assert scalars['test_accuracy'][-1][1] == pytest.approx(line['test_accuracy'], abs=1e-6)
   assert all(0 <= a <= 1 for _, a in scalars['train/accuracy'])
+  # Closed at the end: a sweep trains many runs in one process.
+  open_files = [os.readlink(f'/proc/self/fd/{fd}') for fd in os.listdir('/proc/self/fd')
+                if os.path.exists(f'/proc/self/fd/{fd}')]
+  assert not [f for f in open_files if f.startswith(str(tmp_path))], open_files
 
 
 def test_an2020_recipe_trains_with_its_per_epoch_decay(synthetic_data, tmp_path):
