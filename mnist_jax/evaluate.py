@@ -86,6 +86,13 @@ def test_probabilities(workdir: str, config, test: input_pipeline.Split, step=No
   return np.asarray(probabilities), int(state.step)
 
 
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int = 40):
+  """The indices of the `count` wrong answers given with the highest probability,
+  most confident first; and how many answers were wrong."""
+  wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)
+  return wrong[np.argsort(-probabilities[wrong].max(axis=1), kind='stable')][:count], len(wrong)
+
+
 def load_members(workdirs: Sequence[str], cli_config=None) -> list:
   """The saved configs of an ensemble's workdirs: different folders, one dataset."""
   seen = {}
@@ -182,14 +189,13 @@ def _pictures(report, probabilities, test, names, workdir, out):
   plots.confusion_matrix(np.array(report['confusion_matrix']), names,
                          os.path.join(out, 'confusion_matrix.png'))
   predictions = probabilities.argmax(axis=1)
-  wrong = np.flatnonzero(predictions != test.labels)
-  worst = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:40]
+  worst, mistakes = confident_mistakes(probabilities, test.labels)
   plots.image_grid(
       test.images[worst],
       [f'true {names[test.labels[i]]}\npred {names[predictions[i]]} '
        f'{probabilities[i].max():.0%}' for i in worst],
       os.path.join(out, 'mistakes.png'),
-      f'The {len(worst)} most confident of {len(wrong)} mistakes', columns=8)
+      f'The {len(worst)} most confident of {mistakes} mistakes', columns=8)
   bins = report['calibration_bins']
   plots.reliability_diagram(bins['confidence'], bins['accuracy'], bins['count'],
                             report['expected_calibration_error'],

@@ -98,6 +98,42 @@ def test_eval_report(trained, data):
     assert_png(os.path.join(trained, 'eval', name))
 
 
+def test_eval_report_of_a_model_that_makes_mistakes(digit_model, mnist, tmp_path, caplog):
+  """On the real test set (the synthetic one has none): the mistakes counted, shown
+  and logged as they are."""
+  caplog.set_level('INFO')
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(digit_model, workdir)
+  report = evaluate.evaluate([workdir], data=mnist)
+  matrix = np.array(report['confusion_matrix'])
+  assert 0 < report['num_errors'] == 10_000 - np.trace(matrix)
+  assert report['models'][0]['test_accuracy'] == report['test_accuracy']
+  assert f'test accuracy {100 * report["test_accuracy"]:.2f}% ({report["num_errors"]} ' \
+         'errors in 10000 images)' in caplog.text
+  assert_png(os.path.join(workdir, 'eval', 'mistakes.png'))
+
+
+def test_confident_mistakes_are_wrong_and_most_confident_first():
+  probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
+  labels = np.array([0, 0, 1, 1, 0])  # Wrong: 1 (80% sure), 2 (60%), 4 (55%).
+  worst, mistakes = evaluate.confident_mistakes(probabilities, labels, count=2)
+  assert mistakes == 3 and worst.tolist() == [1, 2]
+
+
+def test_eval_reports_validation_only_where_every_member_held_out_the_same(trained, data,
+                                                                          tmp_path, caplog):
+  config = tiny.get_config()
+  config.train_steps_per_epoch, config.validation_size = 10, 100
+  held_out = str(tmp_path / 'held_out')
+  last = train.train_and_evaluate(config, held_out, data=data)
+  report = evaluate.evaluate([held_out], data=data)
+  assert report['num_val_images'] == 100
+  assert report['val_accuracy'] == pytest.approx(last['val_accuracy'], abs=1e-6)
+  report = evaluate.evaluate([held_out, trained], data=data)  # trained held none out.
+  assert 'val_accuracy' not in report
+  assert 'The models held out different validation sizes (0, 100)' in caplog.text
+
+
 def test_eval_of_an_earlier_checkpoint(trained, data):
   report = evaluate.evaluate([trained], step=10, data=data)
   assert report['models'][0]['step'] == 10
@@ -256,7 +292,8 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
   assert os.path.isfile(os.path.join(trained, 'eval_ensemble', 'report.json'))
   config.dataset = 'fashion_mnist'
   train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
-  with pytest.raises(UserError, match='an ensemble needs one dataset'):
+  with pytest.raises(UserError, match=r'fashion was trained on fashion_mnist, .* on mnist: an '
+                     'ensemble needs one dataset'):
     evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data)
 
 
