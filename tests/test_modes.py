@@ -108,8 +108,9 @@ def test_eval_report_of_a_model_that_makes_mistakes(digit_model, mnist, tmp_path
   matrix = np.array(report['confusion_matrix'])
   assert 0 < report['num_errors'] == 10_000 - np.trace(matrix)
   assert report['models'][0]['test_accuracy'] == report['test_accuracy']
-  assert f'test accuracy {100 * report["test_accuracy"]:.2f}% ({report["num_errors"]} ' \
-         'errors in 10000 images)' in caplog.text
+  logged = (f'Step 400: test accuracy {100 * report["test_accuracy"]:.2f}% '
+            f'({report["num_errors"]} errors in 10000 images)')
+  assert logged in caplog.text
   assert_png(os.path.join(workdir, 'eval', 'mistakes.png'))
 
 
@@ -129,6 +130,7 @@ def test_eval_reports_validation_only_where_every_member_held_out_the_same(train
   report = evaluate.evaluate([held_out], data=data)
   assert report['num_val_images'] == 100
   assert report['val_accuracy'] == pytest.approx(last['val_accuracy'], abs=1e-6)
+  assert 'different validation sizes' not in caplog.text
   report = evaluate.evaluate([held_out, trained], data=data)  # trained held none out.
   assert 'val_accuracy' not in report
   assert 'The models held out different validation sizes (0, 100)' in caplog.text
