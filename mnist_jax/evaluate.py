@@ -97,10 +97,11 @@ def load_members(workdirs: Sequence[str], cli_config=None) -> list:
   """The saved configs of an ensemble's workdirs: different folders, one dataset."""
   seen = {}
   for w in workdirs:
-    same = seen.setdefault(os.path.realpath(w), w)
-    if same is not w:
-      raise UserError(f'{w} is in the ensemble twice (as {same} too): it would count '
+    real = os.path.realpath(w)
+    if real in seen:
+      raise UserError(f'{w} is in the ensemble twice (as {seen[real]} too): it would count '
                       'double. Name each member once.')
+    seen[real] = w
   configs = [config_lib.load_saved(w, cli_config) for w in workdirs]
   for w, c in zip(workdirs[1:], configs[1:]):
     if c.dataset != configs[0].dataset:

@@ -507,6 +507,9 @@ def test_the_same_ensemble_member_twice_is_refused(tmp_path):
   (tmp_path / 'a').mkdir()
   with pytest.raises(UserError, match='in the ensemble twice'):
     evaluate.load_members([str(tmp_path / 'a'), str(tmp_path / 'b' / '..' / 'a')])
+  same = str(tmp_path / 'a')
+  with pytest.raises(UserError, match='in the ensemble twice'):
+    evaluate.load_members([same, same])
 
 
 def test_a_data_dir_that_takes_no_files_is_named_as_such(tmp_path):

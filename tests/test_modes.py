@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,8 @@ def test_eval_report_of_a_model_that_makes_mistakes(digit_model, mnist, tmp_path
   logged = (f'Step 400: test accuracy {100 * report["test_accuracy"]:.2f}% '
             f'({report["num_errors"]} errors in 10000 images)')
   assert logged in caplog.text
+  hardest = min(report['per_class'].items(), key=lambda kv: kv[1]['f1'])
+  assert f'Hardest classes (F1): {hardest[0]} {100 * hardest[1]["f1"]:.2f}%' in caplog.text
   assert_png(os.path.join(workdir, 'eval', 'mistakes.png'))
 
 
@@ -160,6 +163,10 @@ def test_metric_functions():
   assert scores['a'] == {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'support': 2}
   assert scores['b']['precision'] == pytest.approx(2 / 3) and scores['b']['recall'] == 1
   assert scores['c'] == {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'support': 1}
+  # A class never in the labels nor predicted: zeros, not 0/0.
+  absent = evaluate.per_class_scores(evaluate.confusion_matrix(labels, predictions, 4),
+                                     list('abcd'))['d']
+  assert absent == {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'support': 0}
   # Always 90% sure and right 90% of the time: perfectly calibrated.
   probs = np.tile([0.9, 0.1], (10, 1))
   ece, _ = evaluate.calibration(probs, np.array([0] * 9 + [1]))
@@ -272,7 +279,8 @@ def test_predict_cli_exit_code_and_json(trained, tmp_path):
   assert len(bad.stdout.strip().splitlines()) == 5
 
 
-def test_ensemble_averages_probabilities(trained, data, tmp_path):
+def test_ensemble_averages_probabilities(trained, data, tmp_path, caplog):
+  caplog.set_level('INFO')
   config = tiny.get_config()
   config.train_steps_per_epoch = 10
   config.seed = 1
@@ -291,11 +299,14 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path):
       evaluate.accuracy_and_loss(members[0], data['test'].labels)[1], rel=1e-4)
   assert [m['test_accuracy'] for m in report['models']] == pytest.approx(
       [np.mean(p.argmax(1) == data['test'].labels) for p in members])
+  assert f'Ensemble of 2: test accuracy {100 * report["test_accuracy"]:.2f}%' in caplog.text
+  assert 'Members: ' + ', '.join(f'{100 * m["test_accuracy"]:.2f}%'
+                                 for m in report['models']) in caplog.text
   assert os.path.isfile(os.path.join(trained, 'eval_ensemble', 'report.json'))
   config.dataset = 'fashion_mnist'
   train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
-  with pytest.raises(UserError, match=r'fashion was trained on fashion_mnist, .* on mnist: an '
-                     'ensemble needs one dataset'):
+  with pytest.raises(UserError, match=re.escape(f'fashion was trained on fashion_mnist, {trained} '
+                                                'on mnist: an ensemble needs one dataset')):
     evaluate.evaluate([trained, str(tmp_path / 'fashion')], data=data)
 
 
