@@ -111,7 +111,7 @@ def test_eval_report_of_a_model_that_makes_mistakes(digit_model, mnist, tmp_path
   assert report['models'][0]['test_accuracy'] == report['test_accuracy']
   logged = (f'Step 400: test accuracy {100 * report["test_accuracy"]:.2f}% '
             f'({report["num_errors"]} errors in 10000 images)')
-  assert logged in caplog.text
+  assert logged in caplog.text and 'Members:' not in caplog.text
   hardest = sorted(report['per_class'].items(), key=lambda kv: kv[1]['f1'])[:3]
   assert 'Hardest classes (F1): ' + ', '.join(
       f'{name} {100 * scores["f1"]:.2f}%' for name, scores in hardest) + '\n' in caplog.text
@@ -127,6 +127,7 @@ def test_confident_mistakes_are_wrong_and_most_confident_first():
 
 def test_eval_reports_validation_only_where_every_member_held_out_the_same(trained, data,
                                                                           tmp_path, caplog):
+  caplog.set_level('INFO')
   config = tiny.get_config()
   config.train_steps_per_epoch, config.validation_size = 10, 100
   held_out = str(tmp_path / 'held_out')
@@ -135,6 +136,8 @@ def test_eval_reports_validation_only_where_every_member_held_out_the_same(train
   assert report['num_val_images'] == 100
   assert report['val_accuracy'] == pytest.approx(last['val_accuracy'], abs=1e-6)
   assert 'different validation sizes' not in caplog.text
+  assert ('Validation (the last 100 training images, held out of training): accuracy '
+          f'{100 * report["val_accuracy"]:.2f}%') in caplog.text
   report = evaluate.evaluate([held_out, trained], data=data)  # trained held none out.
   assert 'val_accuracy' not in report
   assert 'The models held out different validation sizes (0, 100)' in caplog.text
@@ -163,6 +166,7 @@ def test_metric_functions():
   scores = evaluate.per_class_scores(matrix, ['a', 'b', 'c'])
   assert scores['a'] == {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'support': 2}
   assert scores['b']['precision'] == pytest.approx(2 / 3) and scores['b']['recall'] == 1
+  assert scores['b']['f1'] == pytest.approx(0.8)
   assert scores['c'] == {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'support': 1}
   # A class never in the labels nor predicted: zeros, not 0/0.
   absent = evaluate.per_class_scores(evaluate.confusion_matrix(labels, predictions, 4),
@@ -177,6 +181,8 @@ def test_metric_functions():
   # Certainty (1.0) is in the last of the CALIBRATION_BINS bins, not one of its own.
   ece, bins = evaluate.calibration(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([0, 0]))
   assert ece == pytest.approx(0.25) and bins['count'] == [0] * 7 + [1] + [0] * 6 + [1]
+  ece, _ = evaluate.calibration(np.array([[0.1, 0.9]]), np.array([0]))  # 90% sure, wrong.
+  assert ece == pytest.approx(0.9)
 
 
 def _digit_files(folder):
