@@ -14,10 +14,16 @@ from PIL import Image, ImageDraw
 
 from conftest import ROOT, synthetic_split
 from configs import tiny
-from mnist_jax import config_lib, evaluate, explore, input_pipeline, predict, train
+from mnist_jax import config_lib, evaluate, explore, input_pipeline, plots, predict, train
+from mnist_jax import workdir as workdir_lib
 from mnist_jax.errors import UserError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def grey_pixels(path):
+  with Image.open(path) as image:
+    return np.asarray(image.convert('L'))
 
 
 def assert_png(path):
@@ -25,8 +31,7 @@ def assert_png(path):
   as after a stray fig.clf()) fails."""
   with open(path, 'rb') as f:
     assert f.read(8) == PNG_SIGNATURE, path
-  with Image.open(path) as image:
-    pixels = np.asarray(image.convert('L'))
+  pixels = grey_pixels(path)
   background = np.bincount(pixels.ravel()).argmax()
   assert (pixels != background).mean() > 0.002, path  # A title alone: ~0.7%.
 
@@ -313,6 +318,12 @@ def test_ensemble_averages_probabilities(trained, data, tmp_path, caplog):
   assert 'Members: ' + ', '.join(f'{100 * m["test_accuracy"]:.2f}%'
                                  for m in report['models']) in caplog.text
   assert os.path.isfile(os.path.join(trained, 'eval_ensemble', 'report.json'))
+  # Its training curves are the first member's, in whose folder the report is written.
+  drawn = grey_pixels(os.path.join(trained, 'eval_ensemble', 'training_curves.png'))
+  for workdir, same in ((trained, True), (second, False)):
+    plots.training_curves(workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl')),
+                          str(tmp_path / 'curves.png'))
+    assert np.array_equal(grey_pixels(tmp_path / 'curves.png'), drawn) == same, workdir
   config.dataset = 'fashion_mnist'
   train.train_and_evaluate(config, str(tmp_path / 'fashion'), data=data)
   with pytest.raises(UserError, match=re.escape(f'fashion was trained on fashion_mnist, {trained} '
