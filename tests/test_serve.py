@@ -125,7 +125,12 @@ def test_bad_requests_get_a_4xx_and_the_server_goes_on(client):
       'not multipart': (client.post('/api/predict', content=good,
                                     headers={'content-type': 'image/png'}), 400, 'multipart'),
       'bomb': (post(client, bomb()), 400, 'too large'),
-      'too large': (post(client, good + b'\0' * serve.MAX_UPLOAD_BYTES), 413, 'too large'),
+      'too large': (post(client, good + b'\0' * serve.MAX_UPLOAD_BYTES), 413,
+                    'upload too large: at most 10 MB'),
+      # Exactly the limit is allowed (then found to be no multipart body).
+      'at the limit': (client.post('/api/predict', content=b'\0' * serve.MAX_UPLOAD_BYTES,
+                                   headers={'content-type': 'multipart/form-data; boundary=x'}),
+                       400, 'could not read the upload'),
   }
   for name, (response, status, message) in cases.items():
     assert response.status_code == status, (name, response.text)
@@ -159,6 +164,36 @@ def test_model_and_health(client, digit_model):
     assert response.status_code == status and response.json()['error'], response.text
   for name in ('app.js', 'style.css'):
     assert client.get(f'/static/{name}').status_code == 200
+
+
+def test_config_name_is_the_closest_file_and_what_it_changed():
+  from configs import default, mlp  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  assert serve.config_name(config) == 'default'
+  config.seed, config.data_dir = 3, '/elsewhere'  # Where the data is says nothing.
+  assert serve.config_name(config) == 'default (seed=3)'
+  config = mlp.get_config()
+  config.num_epochs = 1
+  assert serve.config_name(config) == 'mlp (num_epochs=1)'
+
+
+def test_samples_are_each_class_s_first_test_digit_and_two_numbers(client, mnist):
+  """The page's pictures to click: dark ink on white paper, read as their labels."""
+  samples = client.get('/api/samples').json()['samples']
+  assert [s['label'] for s in samples] == [*'0123456789', *serve.SAMPLE_NUMBERS]
+  pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s['image']))))
+              for s in samples]
+  test = mnist['test']
+  first = [test.images[np.argmax(test.labels == c), ..., 0] for c in range(10)]
+  for c in range(10):
+    np.testing.assert_array_equal(pictures[c], 255 - first[c])
+  for picture, number in zip(pictures[10:], serve.SAMPLE_NUMBERS):
+    # Each digit cut to its ink's columns, 4 pixels apart, 4 blank columns either side.
+    widths = [np.ptp(np.nonzero(first[int(d)].max(0))[0]) + 1 for d in number]
+    assert picture.shape == (28, sum(widths) + 4 * (len(number) - 1) + 8), number
+    assert (picture[:, :4] == 255).all() and (picture[:, -4:] == 255).all(), number
+  answers = [post(client, base64.b64decode(s['image'])).json()['number'] for s in samples]
+  assert sum(a == s['label'] for a, s in zip(answers, samples)) >= 10, answers
 
 
 @pytest.fixture(scope='module')
