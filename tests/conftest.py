@@ -25,6 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_DIR = os.environ.get('MNIST_JAX_MANUAL_DIR') or os.path.join(
     os.path.dirname(ROOT), 'shared', 'datasets', 'mnist')
 NO_DATA = f'real MNIST not found in {MNIST_DIR} (set MNIST_JAX_MANUAL_DIR to the .gz files)'
+# A folder kept between pytest runs for the prepared MNIST and digit_model, which take
+# ~40 s to make: the mutation runs (tests/mutation/run.sh) start pytest once per mutant.
+# Unset (CI, a plain pytest), both are made afresh in the run's temporary folder.
+CACHE = os.environ.get('MNIST_JAX_TEST_CACHE')
 
 
 def synthetic_split(n, seed=0):
@@ -66,7 +70,7 @@ def mnist_dirs(tmp_path_factory):
     if os.environ.get('MNIST_JAX_REQUIRE_DATA') == '1':
       pytest.fail(f'MNIST_JAX_REQUIRE_DATA=1 but the {NO_DATA}.')
     pytest.skip(NO_DATA)
-  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  data_dir = os.path.join(CACHE, 'tfds') if CACHE else str(tmp_path_factory.mktemp('tfds'))
   input_pipeline.load('mnist', data_dir, MNIST_DIR, splits=())
   return MNIST_DIR, data_dir
 
@@ -84,7 +88,10 @@ def digit_model(mnist_dirs, tmp_path_factory):
   config = tiny.get_config()
   config.manual_dir, config.data_dir = mnist_dirs
   config.num_epochs, config.train_steps_per_epoch = 1, 400
-  workdir = str(tmp_path_factory.mktemp('digit_model'))
+  if CACHE:  # A run found finished there returns at once.
+    workdir = os.path.join(CACHE, 'digit_model')
+  else:
+    workdir = str(tmp_path_factory.mktemp('digit_model'))
   train.train_and_evaluate(config, workdir)
   return workdir
 

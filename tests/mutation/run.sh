@@ -17,10 +17,19 @@ cd "$scratch"
 # The scratch copy's modules, not the checkout's (installed with -e), are the ones tested.
 export PYTHONPATH=$scratch
 export MNIST_JAX_MANUAL_DIR=${MNIST_JAX_MANUAL_DIR:-$root/../shared/datasets/mnist}
+# The prepared MNIST and the tests' small trained model, made once by the baseline run
+# from the code as committed, and reused by every mutant's run (tests/conftest.py).
+export MNIST_JAX_TEST_CACHE=$scratch/test_cache
 names=${*:-$(cd tests/mutation && ls *.toml | sed 's/\.toml$//')}
 for name in $names; do
   cosmic-ray init "tests/mutation/$name.toml" "$name.sqlite"
   cr-filter-operators "$name.sqlite" "tests/mutation/$name.toml"  # Its exclude-operators, if any.
+  if grep -q 'filters.line-filter' "tests/mutation/$name.toml"; then  # Its lines, if it names some.
+    cr-filter-lines "$name.sqlite" --config "tests/mutation/$name.toml"
+  fi
+  if grep -q 'filters.sample' "tests/mutation/$name.toml"; then  # A sample, if it asks for one.
+    python tests/mutation/sample.py "$name.sqlite" "tests/mutation/$name.toml"
+  fi
   cosmic-ray baseline "tests/mutation/$name.toml"  # The tests pass on the code as it is.
   cosmic-ray exec "tests/mutation/$name.toml" "$name.sqlite"
   cr-report --show-diff --surviving-only "$name.sqlite" > "$root/benchmarks/results/mutation_$name.txt"
