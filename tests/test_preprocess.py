@@ -1,5 +1,6 @@
 """MNIST-style preprocessing of real-world images: synthetic shapes, real digits, noise."""
 
+import re
 import warnings
 
 import numpy as np
@@ -72,6 +73,36 @@ def test_thin_strokes_are_thickened_to_mnist_width():
   assert np.mean(widths) >= 1.5, widths
 
 
+def test_stroke_width_of_a_bar_is_its_width():
+  for width in (2, 4, 8):
+    bar = np.pad(np.ones((80, width), bool), 2)
+    assert predict._stroke_width(bar) == pytest.approx(width, rel=0.1)  # pylint: disable=protected-access
+
+
+def test_a_hairline_one_is_read():
+  """A 1-pixel stroke, 200 pixels tall: a digit 20 pixels tall (its width rounds to none)."""
+  image = Image.new('L', (300, 300), 255)
+  ImageDraw.Draw(image).line([(150, 50), (150, 250)], fill=0, width=1)
+  frame = predict.preprocess(image)
+  top, bottom, _, _ = ink_box(frame)
+  assert frame.shape == (28, 28) and bottom - top + 1 == pytest.approx(20, abs=1)
+
+
+def test_a_stroke_near_the_digit_is_kept_and_a_mark_far_away_dropped():
+  def picture(bar, far):
+    image = Image.new('L', (300, 300), 255)
+    draw = ImageDraw.Draw(image)
+    draw.line([(150, 90), (150, 230)], fill=0, width=12)  # The digit's main stroke.
+    if bar:
+      draw.line([(120, 70), (185, 70)], fill=0, width=12)  # Its bar, lifted off it.
+    if far:
+      draw.line([(15, 285), (60, 285)], fill=0, width=12)  # A mark in a corner.
+    return predict.preprocess(image)
+  both = picture(bar=True, far=True)
+  np.testing.assert_array_equal(both, picture(bar=True, far=False))
+  assert np.abs(both.astype(int) - picture(bar=False, far=False)).mean() > 4
+
+
 def test_mnist_like_input_is_left_nearly_alone():
   image = np.zeros((28, 28), np.uint8)
   pil = Image.fromarray(image)
@@ -87,6 +118,54 @@ def test_transparent_drawing_is_read_from_its_alpha():
   on_paper = drawing(size=(200, 200), box=(60, 20, 140, 180), ellipse=True, width=10, ink=0,
                      paper=255)
   assert np.abs(predict.preprocess(rgba).astype(int) - predict.preprocess(on_paper)).mean() < 3
+
+
+def test_light_ink_on_transparency_goes_on_black_dark_ink_on_white():
+  for ink, background in ((255, 0.0), (0, 1.0)):
+    rgba = Image.new('RGBA', (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(rgba).line((10, 5, 10, 35), fill=(ink,) * 3 + (255,), width=3)
+    grey = predict.to_grey(rgba)
+    assert grey[0, 0] == background and grey[20, 10] == ink / 255
+    assert 0 <= grey.min() and grey.max() <= 1
+
+
+def test_an_array_with_one_channel_is_a_grey_image():
+  image = np.asarray(drawing(ellipse=True, box=(50, 30, 130, 170)))
+  np.testing.assert_array_equal(predict.to_grey_array(image[..., None]),
+                                predict.to_grey_array(image))
+
+
+def test_otsu_threshold_falls_between_paper_and_ink():
+  rng = np.random.default_rng(0)
+  values = np.concatenate([rng.uniform(0.15, 0.25, 900), rng.uniform(0.65, 0.75, 100)])
+  # Otsu's threshold is the paper's last bin (0.25, to a bin), below all the ink.
+  assert 0.24 <= predict._otsu(values) < 0.65  # pylint: disable=protected-access
+
+
+def test_a_picture_within_the_working_size_is_not_resampled():
+  grey = np.random.default_rng(0).random((100, predict.WORK_SIZE - 56))
+  assert predict._shrink(grey, predict.WORK_SIZE) is grey  # pylint: disable=protected-access
+  assert predict._shrink(grey, 50).shape == (25, 50)  # pylint: disable=protected-access
+
+
+def test_resizing_averages_areas_down_and_interpolates_up():
+  line = np.zeros((10, 40))
+  line[:, 21] = 1
+  down = predict._resize(line, (5, 20))  # pylint: disable=protected-access
+  np.testing.assert_allclose(down[:, 10:12], [[0.5, 0]] * 5, atol=1e-6)  # Pairs averaged.
+  step = np.cumsum(line, axis=1)
+  up = predict._resize(step, (20, 80))  # pylint: disable=protected-access
+  assert ((up > 0.05) & (up < 0.95)).any()  # Bilinear: the step is a ramp, not blocks.
+
+
+@pytest.mark.parametrize('width,readings', [(15, [1]), (16, [1, 2]), (22, [1, 2, 3])])
+def test_ink_wide_enough_is_also_read_as_touching_digits(width, readings):
+  """As one digit always; as k touching ones too where at least TOUCHING_WIDTH (0.8)
+  times as wide as tall and each piece at least 0.35 times as wide as tall."""
+  mask = np.zeros((30, 40), bool)
+  mask[5:25, 5:5 + width] = True  # 20 rows tall.
+  ways = predict._readings(mask)  # pylint: disable=protected-access
+  assert [len(way) for way in ways] == readings
 
 
 def _noise(kind, h, w, seed):
@@ -243,8 +322,11 @@ def test_bad_files(tmp_path):
   (tmp_path / 'empty.png').write_bytes(b'')
   (tmp_path / 'text.png').write_text('not an image')
   Image.new('L', (8000, 7000), 255).save(tmp_path / 'huge.png')
+  with open(tmp_path / 'big.png', 'wb') as f:  # Sparse: no disk used.
+    f.truncate(predict.MAX_FILE_BYTES + 2**20)
   for name, message in [('empty.png', 'empty file'), ('text.png', 'not a readable image'),
-                        ('huge.png', 'too large'), ('missing.png', 'no such file')]:
+                        ('huge.png', 'too large'), ('missing.png', 'no such file'),
+                        ('big.png', re.escape('file too large (201 MiB > 200)'))]:
     with pytest.raises(predict.ImageProblem, match=message):
       predict.preprocess(tmp_path / name)
 
