@@ -6,6 +6,7 @@
 #
 #   tests/mutation/run.sh                # every module configured here (*.toml)
 #   tests/mutation/run.sh workdir        # one of them
+#   tests/mutation/run.sh --recheck serve  # its survivors again, against today's tests
 #
 # The report of each goes to benchmarks/results/mutation_<name>.txt.
 set -euo pipefail
@@ -20,6 +21,11 @@ export MNIST_JAX_MANUAL_DIR=${MNIST_JAX_MANUAL_DIR:-$root/../shared/datasets/mni
 # The prepared MNIST and the tests' small trained model, made once by the baseline run
 # from the code as committed, and reused by every mutant's run (tests/conftest.py).
 export MNIST_JAX_TEST_CACHE=$scratch/test_cache
+if [[ ${1:-} == --recheck ]]; then
+  shift
+  for name in "$@"; do python tests/mutation/recheck.py "$name" "$root/benchmarks/results"; done
+  exit
+fi
 names=${*:-$(cd tests/mutation && ls *.toml | sed 's/\.toml$//')}
 for name in $names; do
   cosmic-ray init "tests/mutation/$name.toml" "$name.sqlite"
