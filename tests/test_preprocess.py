@@ -66,6 +66,15 @@ def test_specks_shadows_and_colour_are_ignored():
   assert np.abs(messy.astype(int) - clean).mean() < 12
 
 
+def test_a_deep_shadow_across_a_photo_is_not_ink():
+  """Paper from 235 down to 85 left to right; the ink stays 20."""
+  image = np.asarray(drawing(ellipse=True, box=(50, 30, 130, 170)), float)
+  shaded = image - np.where(image > 100, np.linspace(0, 150, image.shape[1]), 0)
+  frame = predict.preprocess(Image.fromarray(shaded.astype(np.uint8)))
+  clean = predict.preprocess(drawing(ellipse=True, box=(50, 30, 130, 170)))
+  assert np.abs(frame.astype(int) - clean).mean() < 6
+
+
 def test_thin_strokes_are_thickened_to_mnist_width():
   frame = predict.preprocess(drawing(size=(400, 400), box=(100, 50, 300, 350), ellipse=True, width=2))
   rows = frame[10:18]  # The ring's sides cross these rows twice.
@@ -293,6 +302,23 @@ def test_a_number_is_cut_into_its_digits_left_to_right():
   assert len(one) == 1  # One digit stays one digit,
   np.testing.assert_array_equal(one[0][0], predict.preprocess(strokes(ONE(0.5),
                                                                     size=(200, 200))))
+
+
+def test_pieces_are_one_digit_where_they_share_half_the_narrower_width():
+  """A 1 broken in two is one digit; a 1 whose top sits under the end of a 7's bar,
+  sharing a fifth of its width along x, is another digit."""
+  broken_one = strokes([(0.5, 0.2), (0.5, 0.45)], [(0.5, 0.57), (0.5, 0.8)], size=(200, 200))
+  assert len(predict.preprocess_digits(broken_one)) == 1
+  one_seven = strokes([(0.3, 0.35), (0.3, 0.8)], [(0.309, 0.2), (0.447, 0.2), (0.377, 0.8)])
+  (_, (_, _, one_right, _)), (_, (seven_left, _, _, _)) = predict.preprocess_digits(one_seven)
+  assert 0 < one_right - seven_left < 0.5 * 14  # Shared, under half the 1's 14 pixels.
+
+
+def test_a_bar_lifted_off_beside_its_digit_joins_it():
+  """A 7 whose bar ends just left of its stem, sharing no column with it, and a 1."""
+  image = strokes([(0.2, 0.2), (0.2, 0.8)], [(0.39, 0.2), (0.45, 0.2)], [(0.5, 0.28), (0.46, 0.8)])
+  _, (_, (x0, y0, _, _)) = predict.preprocess_digits(image)
+  assert x0 < 0.4 * image.width and y0 < 0.2 * image.height  # The bar is in the 7's box.
 
 
 def test_touching_digits_are_cut_apart():
