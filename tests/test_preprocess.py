@@ -162,6 +162,8 @@ def test_resizing_averages_areas_down_and_interpolates_up():
   line[:, 21] = 1
   down = predict._resize(line, (5, 20))  # pylint: disable=protected-access
   np.testing.assert_allclose(down[:, 10:12], [[0.5, 0]] * 5, atol=1e-6)  # Pairs averaged.
+  narrower = predict._resize(line, (10, 20))  # pylint: disable=protected-access
+  np.testing.assert_allclose(narrower[:, 10:12], [[0.5, 0]] * 10, atol=1e-6)
   step = np.cumsum(line, axis=1)
   up = predict._resize(step, (20, 80))  # pylint: disable=protected-access
   assert ((up > 0.05) & (up < 0.95)).any()  # Bilinear: the step is a ramp, not blocks.
@@ -251,6 +253,8 @@ def test_real_digits_cut_tight_or_with_margins_are_never_refused(mnist, side):
       for image in (cut, 255 - cut):
         frame = predict.preprocess(image)
         assert frame.max() == 255
+        if side < predict.PHOTO_SIDE:  # A cut-out no wider than tall is one digit.
+          assert len(predict.preprocess_digits(image)) == 1
 
 
 def test_a_tight_crop_looks_like_the_mnist_digit_it_was_cut_from(mnist):
