@@ -85,7 +85,8 @@ def test_thin_strokes_are_thickened_to_mnist_width():
 def test_stroke_width_of_a_bar_is_its_width():
   for width in (2, 4, 8):
     bar = np.pad(np.ones((80, width), bool), 2)
-    assert predict._stroke_width(bar) == pytest.approx(width, rel=0.1)  # pylint: disable=protected-access
+    for shape in (bar, bar.T):  # Upright and lying.
+      assert predict._stroke_width(shape) == pytest.approx(width, rel=0.1)  # pylint: disable=protected-access
 
 
 def test_a_hairline_one_is_read():
@@ -136,6 +137,20 @@ def test_light_ink_on_transparency_goes_on_black_dark_ink_on_white():
     grey = predict.to_grey(rgba)
     assert grey[0, 0] == background and grey[20, 10] == ink / 255
     assert 0 <= grey.min() and grey.max() <= 1
+
+
+def test_a_colour_array_is_read_as_its_picture_is():
+  rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3)).astype(np.uint8)
+  np.testing.assert_array_equal(predict.to_grey_array(rgb),
+                                predict.to_grey(Image.fromarray(rgb)))
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_still_twice_the_working_size(tmp_path):
+  """JPEG decodes at 1/2, 1/4 or 1/8 scale: the smallest whose sides are both at least
+  2 * WORK_SIZE (512)."""
+  for size, decoded in (((4096, 1024), (2048, 512)), ((1024, 4096), (512, 2048))):
+    Image.new('L', size, 200).save(tmp_path / 'big.jpg')
+    assert predict.open_image(str(tmp_path / 'big.jpg')).size == decoded
 
 
 def test_an_array_with_one_channel_is_a_grey_image():
