@@ -180,8 +180,9 @@ def test_resizing_averages_areas_down_and_interpolates_up():
   narrower = predict._resize(line, (10, 20))  # pylint: disable=protected-access
   np.testing.assert_allclose(narrower[:, 10:12], [[0.5, 0]] * 10, atol=1e-6)
   step = np.cumsum(line, axis=1)
-  up = predict._resize(step, (20, 80))  # pylint: disable=protected-access
-  assert ((up > 0.05) & (up < 0.95)).any()  # Bilinear: the step is a ramp, not blocks.
+  for shape in ((20, 80), (10, 80)):  # Enlarged, or only widened.
+    up = predict._resize(step, shape)  # pylint: disable=protected-access
+    assert ((up > 0.05) & (up < 0.95)).any()  # Bilinear: the step is a ramp, not blocks.
 
 
 @pytest.mark.parametrize('width,readings', [(15, [1]), (16, [1, 2]), (22, [1, 2, 3])])
@@ -403,6 +404,15 @@ def side_by_side(digits, gap):
   out = input_pipeline.side_by_side(digits, [gap] * (len(digits) - 1), margin=(4, 8))
   return Image.fromarray(255 - out).resize((3 * out.shape[1], 3 * out.shape[0]),
                                            Image.Resampling.BICUBIC)
+
+
+def test_a_small_scan_of_a_number_is_cut_into_its_digits(mnist):
+  """Three MNIST digits at their own size, 6 pixels apart: a cut-out (32 pixels high),
+  but wider than 1.3 times its height, so read as a number."""
+  digits = mnist['test'].images[:3, ..., 0]
+  scan = 255 - input_pipeline.side_by_side(digits, [6, 6], margin=(2, 2))
+  assert min(scan.shape) < predict.PHOTO_SIDE and scan.shape[1] >= 1.3 * scan.shape[0]
+  assert len(predict.preprocess_digits(scan)) == 3
 
 
 @pytest.mark.parametrize('gap', [6, 0])
