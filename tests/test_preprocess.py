@@ -172,6 +172,16 @@ def test_a_picture_within_the_working_size_is_not_resampled():
   assert predict._shrink(grey, 50).shape == (25, 50)  # pylint: disable=protected-access
 
 
+def test_touching_digits_are_cut_where_the_columns_hold_least_ink():
+  mask = np.zeros((20, 40), bool)
+  mask[2:18, 5:17] = mask[2:18, 18:30] = True  # Two blocks, one column apart,
+  mask[9, 17] = True  # joined by one pixel.
+  pieces = predict._cut(mask, 2)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(pieces[0] | pieces[1], mask)
+  assert [np.nonzero(p.any(0))[0][[0, -1]].tolist() for p in pieces] in (
+      [[5, 16], [17, 29]], [[5, 17], [18, 29]])  # The cut falls in the joining column.
+
+
 def test_resizing_averages_areas_down_and_interpolates_up():
   line = np.zeros((10, 40))
   line[:, 21] = 1
@@ -387,6 +397,17 @@ def test_formats_and_modes(tmp_path, fmt, mode):
   image.save(path, fmt)
   frame = predict.preprocess(path)
   assert ink_box(frame)[1] - ink_box(frame)[0] + 1 == pytest.approx(20, abs=1)
+
+
+def test_odd_arrays_one_colour_in_16_bits_one_pixel_wide_or_in_floats(tmp_path):
+  Image.new('I;16', (50, 50), 3000).save(tmp_path / 'flat.png')
+  with warnings.catch_warnings(), pytest.raises(predict.ImageProblem, match='blank'):
+    warnings.simplefilter('error')  # Refused, not divided by its zero range.
+    predict.preprocess(tmp_path / 'flat.png')
+  with pytest.raises(predict.ImageProblem, match=re.escape('image too small (50x1 pixels)')):
+    predict.preprocess(np.full((1, 50), 255, np.uint8))
+  digit = np.asarray(drawing(ellipse=True, box=(50, 30, 130, 170)))
+  np.testing.assert_array_equal(predict.preprocess(digit / 255.0), predict.preprocess(digit))
 
 
 def test_folders_are_searched_recursively(tmp_path):
