@@ -9,6 +9,9 @@ from PIL import Image, ImageDraw
 
 from mnist_jax import input_pipeline, predict
 
+# Some tests check the preparation's steps one by one, through its private helpers.
+# pylint: disable=protected-access
+
 
 def drawing(size=(300, 200), box=(120, 40, 150, 100), width=None, ink=20, paper=235,
             mode='L', ellipse=False):
@@ -86,7 +89,7 @@ def test_stroke_width_of_a_bar_is_its_width():
   for width in (2, 4, 8):
     bar = np.pad(np.ones((80, width), bool), 2)
     for shape in (bar, bar.T):  # Upright and lying.
-      assert predict._stroke_width(shape) == pytest.approx(width, rel=0.1)  # pylint: disable=protected-access
+      assert predict._stroke_width(shape) == pytest.approx(width, rel=0.1)
 
 
 def test_a_hairline_one_is_read():
@@ -163,20 +166,20 @@ def test_otsu_threshold_falls_between_paper_and_ink():
   rng = np.random.default_rng(0)
   values = np.concatenate([rng.uniform(0.15, 0.25, 900), rng.uniform(0.65, 0.75, 100)])
   # Otsu's threshold is the paper's last bin (0.25, to a bin), below all the ink.
-  assert 0.24 <= predict._otsu(values) < 0.65  # pylint: disable=protected-access
+  assert 0.24 <= predict._otsu(values) < 0.65
 
 
 def test_a_picture_within_the_working_size_is_not_resampled():
   grey = np.random.default_rng(0).random((100, predict.WORK_SIZE - 56))
-  assert predict._shrink(grey, predict.WORK_SIZE) is grey  # pylint: disable=protected-access
-  assert predict._shrink(grey, 50).shape == (25, 50)  # pylint: disable=protected-access
+  assert predict._shrink(grey, predict.WORK_SIZE) is grey
+  assert predict._shrink(grey, 50).shape == (25, 50)
 
 
 def test_touching_digits_are_cut_where_the_columns_hold_least_ink():
   mask = np.zeros((20, 40), bool)
   mask[2:18, 5:17] = mask[2:18, 18:30] = True  # Two blocks, one column apart,
   mask[9, 17] = True  # joined by one pixel.
-  pieces = predict._cut(mask, 2)  # pylint: disable=protected-access
+  pieces = predict._cut(mask, 2)
   np.testing.assert_array_equal(pieces[0] | pieces[1], mask)
   assert [np.nonzero(p.any(0))[0][[0, -1]].tolist() for p in pieces] in (
       [[5, 16], [17, 29]], [[5, 17], [18, 29]])  # The cut falls in the joining column.
@@ -185,13 +188,13 @@ def test_touching_digits_are_cut_where_the_columns_hold_least_ink():
 def test_resizing_averages_areas_down_and_interpolates_up():
   line = np.zeros((10, 40))
   line[:, 21] = 1
-  down = predict._resize(line, (5, 20))  # pylint: disable=protected-access
+  down = predict._resize(line, (5, 20))
   np.testing.assert_allclose(down[:, 10:12], [[0.5, 0]] * 5, atol=1e-6)  # Pairs averaged.
-  narrower = predict._resize(line, (10, 20))  # pylint: disable=protected-access
+  narrower = predict._resize(line, (10, 20))
   np.testing.assert_allclose(narrower[:, 10:12], [[0.5, 0]] * 10, atol=1e-6)
   step = np.cumsum(line, axis=1)
   for shape in ((20, 80), (10, 80)):  # Enlarged, or only widened.
-    up = predict._resize(step, shape)  # pylint: disable=protected-access
+    up = predict._resize(step, shape)
     assert ((up > 0.05) & (up < 0.95)).any()  # Bilinear: the step is a ramp, not blocks.
 
 
@@ -201,7 +204,7 @@ def test_ink_wide_enough_is_also_read_as_touching_digits(width, readings):
   times as wide as tall and each piece at least 0.35 times as wide as tall."""
   mask = np.zeros((30, 40), bool)
   mask[5:25, 5:5 + width] = True  # 20 rows tall.
-  ways = predict._readings(mask)  # pylint: disable=protected-access
+  ways = predict._readings(mask)
   assert [len(way) for way in ways] == readings
 
 
