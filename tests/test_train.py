@@ -583,7 +583,7 @@ def test_progress_lines_say_the_time_left():
 def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data, tmp_path):
   """What `tensorboard --logdir` shows, read back from the event files."""
   tf = pytest.importorskip('tensorflow')
-  tiny_config.num_epochs = 1
+  tiny_config.num_epochs = 2
   train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   scalars = {}
   for path in glob.glob(str(tmp_path / 'tensorboard' / 'events.*')):
@@ -593,7 +593,9 @@ def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data
   for tag in ('train/loss', 'train/accuracy', 'train/learning_rate', 'train/grad_norm',
               'train/images_per_s', 'test_accuracy', 'test_loss'):
     assert tag in scalars, sorted(scalars)
-  assert scalars['test_accuracy'][-1][0] == 8  # At the epoch's last step.
+  assert scalars['test_accuracy'][-1][0] == 16  # At the last epoch's last step.
+  steps = [step for step, _ in scalars['train/loss']]  # Counted on across epochs.
+  assert steps == sorted(set(steps)) and steps[-1] == 16, steps
   line = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()][-1]
   assert scalars['test_accuracy'][-1][1] == pytest.approx(line['test_accuracy'], abs=1e-6)
   assert all(0 <= a <= 1 for _, a in scalars['train/accuracy'])
