@@ -181,8 +181,8 @@ def test_samples_are_each_class_s_first_test_digit_and_two_numbers(client, mnist
   """The page's pictures to click: dark ink on white paper, read as their labels."""
   samples = client.get('/api/samples').json()['samples']
   assert [s['label'] for s in samples] == [*'0123456789', *serve.SAMPLE_NUMBERS]
-  pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s['image']))))
-              for s in samples]
+  files = [base64.b64decode(s['image']) for s in samples]
+  pictures = [np.asarray(Image.open(io.BytesIO(f))) for f in files]
   test = mnist['test']
   first = [test.images[np.argmax(test.labels == c), ..., 0] for c in range(10)]
   for c in range(10):
@@ -192,7 +192,7 @@ def test_samples_are_each_class_s_first_test_digit_and_two_numbers(client, mnist
     widths = [np.ptp(np.nonzero(first[int(d)].max(0))[0]) + 1 for d in number]
     assert picture.shape == (28, sum(widths) + 4 * (len(number) - 1) + 8), number
     assert (picture[:, :4] == 255).all() and (picture[:, -4:] == 255).all(), number
-  answers = [post(client, base64.b64decode(s['image'])).json()['number'] for s in samples]
+  answers = [post(client, f).json()['number'] for f in files]
   assert sum(a == s['label'] for a, s in zip(answers, samples)) >= 10, answers
 
 
