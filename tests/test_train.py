@@ -251,11 +251,15 @@ def test_the_loops_pieces_give_what_train_and_evaluate_gives(tiny_config, synthe
   assert [r[0] for r in reports] == [8] and reports[0][1] == train_metrics
 
 
-def test_keeps_last_n_checkpoints(tiny_config, synthetic_data, tmp_path):
+def test_keeps_last_n_checkpoints_and_a_finished_run_trains_no_more(tiny_config, synthetic_data,
+                                                                     tmp_path):
   tiny_config.num_epochs = 4
   tiny_config.keep_checkpoints = 2
-  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  last = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['24', '32']
+  again = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  assert again == last and again['epoch'] == 4  # The last epoch's figures, read back.
+  assert len((tmp_path / 'metrics.jsonl').read_text().splitlines()) == 4
 
 
 @pytest.mark.parametrize('learning_rate', [1e30, 1e6])  # A NaN loss; a finite one, exploded.
@@ -599,6 +603,12 @@ def test_tensorboard_gets_the_train_and_test_scalars(tiny_config, synthetic_data
   line = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()][-1]
   assert scalars['test_accuracy'][-1][1] == pytest.approx(line['test_accuracy'], abs=1e-6)
   assert all(0 <= a <= 1 for _, a in scalars['train/accuracy'])
+  # Images per second: the seconds they imply fit in the second epoch's training
+  # time (its reports' intervals lie within it; compilation is left out of both).
+  reports = [(step, rate) for step, rate in scalars['train/images_per_s'] if step > 8]
+  seconds = sum((step - before) * tiny_config.batch_size / rate for (before, _), (step, rate)
+                in zip([(8, None)] + reports, reports))
+  assert 0 < seconds <= line['epoch_train_s'] + 0.001, (reports, line)
   # Closed at the end: a sweep trains many runs in one process.
   open_files = [os.readlink(f'/proc/self/fd/{fd}') for fd in os.listdir('/proc/self/fd')
                 if os.path.exists(f'/proc/self/fd/{fd}')]
