@@ -270,7 +270,8 @@ def test_divergence_stops_without_touching_checkpoints(tiny_config, synthetic_da
   before = sorted(os.listdir(tmp_path / 'checkpoints'))
   tiny_config.num_epochs = 3
   tiny_config.learning_rate = learning_rate
-  with pytest.raises(UserError, match='Training diverged.*step 8.*is kept'):
+  with pytest.raises(UserError, match=r'Training diverged: .* in epoch 2 \(by step 16\)\. The '
+                     r'last good checkpoint \(step 8\) .* is kept'):
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data,
                              resume_with_changes=True)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
