@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging
 import os
 import re
 import shutil
@@ -192,6 +193,8 @@ def test_full_loop_on_synthetic_data(tiny_config, synthetic_data, tmp_path):
   startup = ('startup_imports_s', 'startup_data_s', 'startup_setup_s', 'startup_first_step_s',
              'startup_compile_s')
   assert all(lines[0][k] >= 0 for k in startup) and lines[0]['startup_first_step_s'] > 0
+  # Imports, data, setup and the first step follow one another, within the epoch's time.
+  assert sum(lines[0][k] for k in startup[:4]) <= lines[0]['elapsed_s'] + 0.01, lines[0]
   # The training clock: since the first epoch began, less compilation; so less than the
   # time since the command started.
   clocks = [l['train_clock_s'] for l in lines]
@@ -252,14 +255,55 @@ def test_the_loops_pieces_give_what_train_and_evaluate_gives(tiny_config, synthe
 
 
 def test_keeps_last_n_checkpoints_and_a_finished_run_trains_no_more(tiny_config, synthetic_data,
-                                                                     tmp_path):
+                                                                     tmp_path, caplog):
   tiny_config.num_epochs = 4
   tiny_config.keep_checkpoints = 2
   last = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   assert sorted(os.listdir(tmp_path / 'checkpoints'), key=int) == ['24', '32']
+  caplog.set_level(logging.INFO, logger='absl')
   again = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
   assert again == last and again['epoch'] == 4  # The last epoch's figures, read back.
+  assert 'already holds the final checkpoint (step 32); nothing to train.' in caplog.text
   assert len((tmp_path / 'metrics.jsonl').read_text().splitlines()) == 4
+
+
+def test_a_longer_run_resumes_saying_so_and_each_epoch_says_its_figures(
+    tiny_config, synthetic_data, tmp_path, caplog):
+  caplog.set_level(logging.INFO, logger='absl')
+  tiny_config.validation_size, tiny_config.num_epochs = 64, 2
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  tiny_config.num_epochs = 3
+  last = train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data,
+                                  resume_with_changes=True)
+  assert 'Resuming from the checkpoint at step 16.' in caplog.text
+  assert (f'epoch 3: val accuracy {100 * last["val_accuracy"]:.2f}%  val loss '
+          f'{last["val_loss"]:.4f}  test accuracy {100 * last["test_accuracy"]:.2f}%  test loss '
+          f'{last["test_loss"]:.4f}  ({last["elapsed_s"]:.1f} s since start)') in caplog.text
+  assert last['val_accuracy'] > 0.5  # Where x99 and x100 differ.
+
+
+def test_batch_norm_statistics_are_measured_for_the_weight_average_only(tiny_config,
+                                                                        synthetic_data):
+  """Only where an EMA of the weights is kept and the model has batch norm: the
+  average's own statistics (without EMA, the running ones fit the weights)."""
+  for batch_norm, ema_decay, measured in ((True, 0.9, True), (True, 0.0, False),
+                                          (False, 0.9, False)):
+    tiny_config.update(batch_norm=batch_norm, ema_decay=ema_decay)
+    run, _ = train.setup(tiny_config, synthetic_data, state_lib.make_mesh())
+    assert (run.bn_statistics is not None) == measured, (batch_norm, ema_decay)
+
+
+def test_progress_points_and_steps_per_call():
+  """A progress line at the end of each call that passes a multiple of
+  log_every_steps, and at the epoch's end; one step a call on a CPU unless set."""
+  assert train.report_points(100, 10, 25) == [30, 50, 80, 100]
+  assert train.report_points(100, 1, 25) == [25, 50, 75, 100]
+  assert train.report_points(10, 4, 25) == [10]
+  config = ml_collections.ConfigDict({'steps_per_call': 0})
+  assert train.resolve_steps_per_call(config, 100) == (1 if jax.default_backend() == 'cpu'
+                                                       else 100)
+  config.steps_per_call = 7
+  assert train.resolve_steps_per_call(config, 100) == 7
 
 
 @pytest.mark.parametrize('learning_rate', [1e30, 1e6])  # A NaN loss; a finite one, exploded.
