@@ -7,6 +7,7 @@ import os
 from absl import flags
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 
 def define_model_and_data_flags() -> None:
@@ -18,20 +19,30 @@ def define_model_and_data_flags() -> None:
   flags.DEFINE_string('data_dir', None, 'tfds data folder.')
 
 
-def paper(rng, size):
-  """A paper-like background: a tone, a shadow gradient and noise, in [0, 1]."""
+def paper(rng, size, blotches=False):
+  """A paper-like background: a tone, a shadow gradient and grain (with `blotches`,
+  grain blurred as a camera's denoising leaves it), in [0, 1]."""
   h, w = size
   tone = rng.uniform(0.6, 0.95)
   gy, gx = np.mgrid[0:h, 0:w]
   angle = rng.uniform(0, 2 * np.pi)
   ramp = (np.cos(angle) * gx / w + np.sin(angle) * gy / h)
   shadow = rng.uniform(0, 0.35) * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+  if blotches:  # Grain blurred across 0.5-10% of the shorter side: blurred where it
+    # is at most 2 pixels across, then enlarged (as fast at every size).
+    sigma = rng.uniform(0.005, 0.1) * min(size)
+    shrink = max(sigma / 2, 1)
+    small = ndimage.gaussian_filter(rng.normal(size=(int(np.ceil(h / shrink)),
+                                                     int(np.ceil(w / shrink)))), sigma / shrink)
+    field = np.asarray(Image.fromarray(small.astype(np.float32), 'F').resize(
+        (w, h), Image.Resampling.BICUBIC), np.float64)
+    return np.clip(tone - shadow + field / field.std() * rng.uniform(0.005, 0.04), 0, 1)
   return np.clip(tone - shadow + rng.normal(0, rng.uniform(0.005, 0.04), (h, w)), 0, 1)
 
 
-def paper_photo(rng, ink_alpha, size):
+def paper_photo(rng, ink_alpha, size, blotches=False):
   """Composes ink (alpha in [0, 1]) onto paper; random polarity, colour, JPEG."""
-  sheet = paper(rng, size)
+  sheet = paper(rng, size, blotches)
   ink_level = rng.uniform(0.0, 0.25)
   if rng.random() < 0.3:  # Light ink on a dark board.
     sheet, ink_level = 1 - sheet, rng.uniform(0.75, 1.0)

@@ -16,8 +16,13 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
 - pasted: MNIST test digits enlarged 2-25x into large canvases with either
   polarity, coloured ink, a shadow gradient, paper noise, stray specks and JPEG;
 - fonts: digits in the DejaVu fonts matplotlib ships, at odd sizes, positions,
-  slants, colours and polarities on noisy canvases.
-Per set: accuracy (a refusal counts as wrong), refusals and mistakes apart.
+  slants, colours and polarities on noisy canvases;
+- pasted_blotchy: as pasted, the paper's grain blurred into blotches (as a
+  camera's denoising leaves it);
+- blank_paper, blank_blotchy: the same canvases with no digit, where the right
+  answer is a refusal.
+Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
+and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
 classified, JSON lines written; model loading excluded): 2,000 small PNG files,
 and 100 phone-size (3000x4000) JPEG photos.
@@ -47,8 +52,9 @@ flags.DEFINE_bool('throughput', True, 'Also time predict_files on small files an
 FLAGS = flags.FLAGS
 
 
-def pasted(rng, digit: np.ndarray):
-  """An MNIST digit enlarged into a big, noisy photo-like canvas."""
+def pasted(rng, digit: np.ndarray, blotches=False):
+  """An MNIST digit enlarged into a big, noisy photo-like canvas (blank if `digit`
+  is all zeros)."""
   scale = rng.uniform(2, 25)
   side = int(28 * scale)
   big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
@@ -57,7 +63,7 @@ def pasted(rng, digit: np.ndarray):
   alpha = np.zeros((h, w))
   y, x = rng.integers(0, h - side), rng.integers(0, w - side)
   alpha[y:y + side, x:x + side] = np.clip(big, 0, 1)
-  return paper_photo(rng, alpha, (h, w))
+  return paper_photo(rng, alpha, (h, w), blotches)
 
 
 def font_digit(rng, label: int, fonts):
@@ -113,13 +119,14 @@ def score(predictor, images, labels):
 
 def mistakes_picture(name, images, labels, seen, predictions, refused, wrong, folder):
   """Up to 24 failures: each image as given beside what the model saw."""
-  show = (list(refused) + list(wrong))[:24]
+  show = ([i for i in refused if labels[i] >= 0] + list(wrong))[:24]  # Blank: refusing is right.
   grid, titles = [], []
   for i in show:
     original = images[i] if isinstance(images[i], np.ndarray) else np.asarray(images[i].convert('L'))
     grid += [original, seen[i]]
-    titles += [f'given: {labels[i]}', 'refused' if predictions[i] < 0 else
-               f'{predictions[i] - 10} digits' if predictions[i] >= 10 else f'saw: {predictions[i]}']
+    titles += [f'given: {labels[i]}' if labels[i] >= 0 else 'given: blank',
+               'refused' if predictions[i] < 0 else f'{predictions[i] - 10} digits'
+               if predictions[i] >= 10 else f'saw: {predictions[i]}']
   if show:
     plots.image_grid(grid, titles, os.path.join(folder, f'{name}_failures.png'),
                      f'{name}: {len(refused)} refused, {len(wrong)} wrong of {len(images)} '
@@ -190,6 +197,11 @@ def main(_):
   }
   font_labels = rng.integers(0, 10, FLAGS.n)
   sets['fonts'] = ([font_digit(rng, int(l), fonts) for l in font_labels], font_labels)
+  sets['pasted_blotchy'] = ([pasted(rng, c, blotches=True) for c in crops], test.labels[pick])
+  # Blank paper, whose right answer is a refusal (label -1).
+  blank = np.zeros((28, 28), np.uint8)
+  for name, blotches in (('blank_paper', False), ('blank_blotchy', True)):
+    sets[name] = ([pasted(rng, blank, blotches) for _ in crops], np.full(FLAGS.n, -1))
   results = {}
   for name, (images, labels) in sets.items():
     accuracy, refused, wrong, seen, predictions = score(predictor, images, labels)

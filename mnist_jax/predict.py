@@ -8,8 +8,8 @@ are ignored and thin pen strokes thickened to MNIST's stroke width. Photos
 (paper around the digit) also lose uneven lighting and paper texture; small
 pictures and tight crops are taken as digits already cut out. Several digits
 side by side (a house number, a year) are cut apart and read left to right.
-Only pictures that hold no digit (one colour, a faint smudge, pixel noise, a
-lone dot or dash) are refused.
+Only pictures that hold no digit (one colour, a faint smudge, pixel noise, blank
+paper however grainy or blotchy, a lone dot or dash) are refused.
 """
 
 import dataclasses
@@ -38,6 +38,7 @@ DIGIT_BOX = 20  # MNIST: the digit's longer side, in pixels.
 FRAME = 28
 BATCH = 256  # Images per call of the model: one compiled shape.
 MIN_CONTRAST_OVER_NOISE = 6
+MIN_CONTRAST_OVER_BLOTCHES = 5
 STROKE_WIDTH = 2.2  # Typical MNIST stroke width at DIGIT_BOX scale, in pixels.
 # Smaller than this on either side: a digit already cut out (a tight crop, a
 # small scan), not a photo with paper around it.
@@ -56,8 +57,9 @@ NOISE_SIGMAS = 2.75
 SHARPEN = 3.0
 FAINT_INK = 0.15
 # Strong ink (all of it) whose longer side is under this fraction of a photo's
-# shorter side is a dot or a dash, not a digit. Cut-outs are exempt: a tight scan's
-# digit fills it, however few its pixels (scikit-learn's are 8x8).
+# shorter side is a dot or a dash, not a digit; so are pieces of ink each under half
+# of it (specks, dust) however far apart. Cut-outs are exempt: a tight scan's digit
+# fills it, however few its pixels (scikit-learn's are 8x8).
 MIN_MARK = 0.12
 # Ink at least this much wider than tall may be touching digits, and is also read
 # as 2, 3... of them (read_digits). Chosen among 0.6-1.0 on numbers made of the
@@ -235,28 +237,39 @@ def _strokes(ink: np.ndarray, photo: bool):
   image with no clear ink."""
   if ink.max() < 0.04:
     raise ImageProblem('blank image: no ink found')
-  scale = ink.max()
-  ink = ink / scale
+  ink = ink / ink.max()
   candidates = ink[ink > 0.02]
   threshold = max(_otsu(candidates) if candidates.size > 10 else 0.5, 0.2)
   labels, count = ndimage.label(ink > threshold, structure=np.ones((3, 3)))
   if not count:
     raise ImageProblem('blank image: no clear ink found')
   if photo:
-    # Paper texture alone makes a noise-like "digit" (measured: ~2 noise levels
-    # above the paper; generated digits on noisy paper: 14 and more). The noise
-    # level comes from differences of neighbouring pixels: only the few at a
-    # stroke's edge differ by more than noise. (Not for cut-out digits: there
-    # most pixels are edges.)
-    noise = max(np.median(np.abs(np.diff(ink, axis=0))), np.median(np.abs(np.diff(ink, axis=1))),
-                1 / 255) / 0.954 * scale
-    if (np.median(ink[labels > 0]) - np.median(ink[ink < threshold / 2])
-        ) * scale < MIN_CONTRAST_OVER_NOISE * noise:
+    # Paper texture alone makes a noise-like "digit": the strokes must stand out
+    # from the paper's grain, from differences of neighbouring pixels (only the
+    # few at a stroke's edge differ by more than grain), and from its blotches,
+    # the paper's spread away from the strokes (grain that a camera's denoising
+    # blurred, which differences miss). Measured: textures alone ~2 grains, blurred
+    # noise up to 4.6 blotches above the paper; generated digits 14 grains and
+    # more, 7.5 blotches and more where the blotches' spread is under a tenth of
+    # the ink's contrast. (Not for cut-out digits: there most pixels are edges,
+    # and a blotch is a blurry digit.)
+    grain = max(np.median(np.abs(np.diff(ink, axis=0))), np.median(np.abs(np.diff(ink, axis=1))),
+                1 / 255) / 0.954
+    paper = ink[~ndimage.binary_dilation(labels > 0, iterations=3)]
+    blotches = np.median(np.abs(paper - np.median(paper))) / 0.6745 if paper.size else 0
+    contrast = np.median(ink[labels > 0]) - np.median(ink[ink < threshold / 2])
+    # Nor is ink over half the picture: ink is the minority (ink_map), so that is
+    # paper whose shadow the lighting estimate left behind.
+    if (contrast < MIN_CONTRAST_OVER_NOISE * grain or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches
+        or (labels > 0).mean() > 0.5):
       raise ImageProblem('blank image: no clear ink found')
   if photo:
     ys, xs = np.nonzero(labels)
-    if max(np.ptp(ys), np.ptp(xs)) + 1 < MIN_MARK * min(ink.shape):
-      raise ImageProblem('too small to be a digit: the only mark is a dot or a dash; write '
+    largest = max(max(rows.stop - rows.start, columns.stop - columns.start)
+                  for rows, columns in ndimage.find_objects(labels))
+    if (max(np.ptp(ys), np.ptp(xs)) + 1 < MIN_MARK * min(ink.shape)
+        or largest < MIN_MARK / 2 * min(ink.shape)):
+      raise ImageProblem('too small to be a digit: the only marks are dots or dashes; write '
                          'the digit larger, or crop the picture closer around it')
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, np.arange(1, count + 1))
   return labels, count, sizes
@@ -392,8 +405,8 @@ def _cut(mask: np.ndarray, k: int) -> list[np.ndarray]:
   cuts = [x0]
   for j in range(1, k):
     centre, reach = j * width // k, max(1, width // (3 * k))
-    window = columns[centre - reach:centre + reach + 1]
-    cuts.append(x0 + centre - reach + int(np.argmin(window)))
+    start = max(centre - reach, 0)  # (A piece under k columns wide has centre 0.)
+    cuts.append(x0 + start + int(np.argmin(columns[start:centre + reach + 1])))
   cuts.append(x0 + width)
   pieces = []
   for left, right in zip(cuts[:-1], cuts[1:]):
