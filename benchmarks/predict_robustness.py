@@ -119,7 +119,8 @@ def score(predictor, images, labels):
 
 def mistakes_picture(name, images, labels, seen, predictions, refused, wrong, folder):
   """Up to 24 failures: each image as given beside what the model saw."""
-  show = ([i for i in refused if labels[i] >= 0] + list(wrong))[:24]  # Blank: refusing is right.
+  # Refusing a blank picture is right.
+  show = ([i for i in refused if labels[i] >= 0] + list(wrong))[:24]
   grid, titles = [], []
   for i in show:
     original = images[i] if isinstance(images[i], np.ndarray) else np.asarray(images[i].convert('L'))
