@@ -188,6 +188,10 @@ def test_metric_functions():
   assert ece == pytest.approx(0.25) and bins['count'] == [0] * 7 + [1] + [0] * 6 + [1]
   ece, _ = evaluate.calibration(np.array([[0.1, 0.9]]), np.array([0]))  # 90% sure, wrong.
   assert ece == pytest.approx(0.9)
+  # A true class given probability 0 (float32 underflows) costs -log(1e-12), not infinity.
+  accuracy, loss = evaluate.accuracy_and_loss(np.array([[1.0, 0.0], [0.25, 0.75]]),
+                                              np.array([1, 1]))
+  assert accuracy == 0.5 and loss == pytest.approx((-np.log(1e-12) - np.log(0.75)) / 2)
 
 
 def _digit_files(folder):
