@@ -317,6 +317,17 @@ def test_a_small_digit_with_paper_around_is_read(mnist):
   assert 18 <= bottom - top + 1 <= 21  # Its height fitted to MNIST's 20 pixels.
 
 
+def test_a_number_of_small_digits_with_paper_around_is_read(mnist):
+  """Each digit under MIN_MARK of the height (9%), the number wider: read, its
+  digits being pieces of more than half of MIN_MARK, not specks."""
+  number = input_pipeline.side_by_side(mnist['test'].images[:3, ..., 0], [6, 6], margin=(2, 2))
+  h, w = number.shape
+  number = np.asarray(Image.fromarray(number).resize((int(w * 1.4), int(h * 1.4))), float)
+  page = np.full((300, 400), 210.0)
+  page[130:130 + number.shape[0], 100:100 + number.shape[1]] -= number * 0.7
+  assert len(predict.preprocess_digits(page.astype(np.uint8))) == 3
+
+
 def test_a_piece_narrower_than_the_digits_it_could_be_is_cut_without_error():
   """A speck 5 pixels wide, 2 high may be 2 to 6 touching digits by its shape; cut
   into more pieces than it has columns, some are empty, and those ways are dropped."""
