@@ -255,13 +255,14 @@ def _strokes(ink: np.ndarray, photo: bool):
     # and a blotch is a blurry digit.)
     grain = max(np.median(np.abs(np.diff(ink, axis=0))), np.median(np.abs(np.diff(ink, axis=1))),
                 1 / 255) / 0.954
-    paper = ink[~ndimage.binary_dilation(labels > 0, iterations=3)]
+    strokes = labels > 0
+    paper = ink[~ndimage.binary_dilation(strokes, iterations=3)]
     blotches = np.median(np.abs(paper - np.median(paper))) / 0.6745 if paper.size else 0
-    contrast = np.median(ink[labels > 0]) - np.median(ink[ink < threshold / 2])
+    contrast = np.median(ink[strokes]) - np.median(ink[ink < threshold / 2])
     # Strong ink over half the picture is no digit either: ink is the minority
     # (ink_map), so that is paper whose shadow the lighting estimate left behind.
     if (contrast < MIN_CONTRAST_OVER_NOISE * grain
-        or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches or (labels > 0).mean() > 0.5):
+        or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches or strokes.mean() > 0.5):
       raise ImageProblem('blank image: no clear ink found')
   if photo:
     ys, xs = np.nonzero(labels)
