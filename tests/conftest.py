@@ -49,6 +49,21 @@ def tiny_command(workdir, mnist_dirs, *flags, config='tiny'):
           f'--config.manual_dir={mnist_dirs[0]}', f'--config.data_dir={mnist_dirs[1]}', *flags]
 
 
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One XLA compilation cache for the session's tests and the processes they start:
+  each run jits its steps afresh, and most runs compile the same few small programs,
+  which a cache hit gives back unchanged. In CACHE it is kept between pytest runs."""
+  import jax  # pylint: disable=g-import-not-at-top
+  path = os.path.join(CACHE, 'xla') if CACHE else str(tmp_path_factory.mktemp('xla'))
+  settings = {'jax_compilation_cache_dir': path, 'jax_persistent_cache_min_compile_time_secs': 0}
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in settings.items():
+      jax.config.update(name, value)
+      patch.setenv(name.upper(), str(value))
+    yield path
+
+
 @pytest.fixture
 def synthetic_data():
   return {'train': synthetic_split(512, seed=0), 'test': synthetic_split(203, seed=1)}
