@@ -18,13 +18,13 @@ from mnist_jax.errors import UserError
 HOPELESS = 1e-7  # A learning rate that leaves the model at chance after 100 steps.
 
 
-def sweep_spec(cache):
-  """2 x 2 configurations x 2 seeds; one compilation cache for all 16 runs (each
-  compiles the same shapes)."""
+def sweep_spec(cache, learning_rates=(HOPELESS, 0.003), seeds=(0, 1)):
+  """learning_rates x 2 configurations x seeds; one compilation cache for all the
+  runs (each compiles the same shapes)."""
   return f'''
 def get_sweep():
-  return {{'grid': {{'learning_rate': [{HOPELESS}, 0.003], 'dense_features': [32, 48]}},
-          'seeds': [0, 1], 'heartbeat_s': 1,
+  return {{'grid': {{'learning_rate': {list(learning_rates)}, 'dense_features': [32, 48]}},
+          'seeds': {list(seeds)}, 'heartbeat_s': 1,
           'config': {{'validation_size': 1000, 'compilation_cache_dir': {cache!r}}}}}
 '''
 
@@ -136,18 +136,18 @@ def results(workdir):
   return out, rows
 
 
-def check_table(workdir):
+def check_table(workdir, configurations=4, seeds=(0, 1)):
   """Every configuration has a row; only hopeless ones may be pruned; all written."""
   out, rows = results(workdir)
-  assert len(rows) == 4
+  assert len(rows) == configurations
   for row in rows:
     if row['params']['learning_rate'] != HOPELESS:
-      assert row['state'] == 'COMPLETE' and row['seeds_done'] == [0, 1], row
+      assert row['state'] == 'COMPLETE' and row['seeds_done'] == list(seeds), row
       assert row['val_accuracy']['mean'] > 0.7, row
   assert [r['state'] for r in rows[:2]] == ['COMPLETE'] * 2  # The good ones rank first.
   assert rows[0]['val_accuracy']['mean'] >= rows[1]['val_accuracy']['mean']
   table = open(os.path.join(workdir, 'sweep.md')).read()
-  assert table.count('\n| ') == 6 and 'not used to choose' in table
+  assert table.count('\n| ') == configurations + 2 and 'not used to choose' in table
   assert os.path.getsize(os.path.join(workdir, 'sweep.png')) > 1000
   return out
 
@@ -174,7 +174,8 @@ def test_two_machines_share_a_sweep_on_postgresql_through_a_restart_and_a_killed
     mnist_dirs, postgres, tmp_path):
   """Two processes share one study on a real PostgreSQL server, which is stopped for
   a few seconds mid-sweep (as a restart does): both wait for it and finish. A third
-  sweep, on SQLite, killed and run again, gives the same figures."""
+  sweep, on SQLite, of the good configurations' first seed, killed in its second
+  trial and run again, gives the same figures."""
   spec = write_spec(tmp_path / 'spec.py', sweep_spec(str(tmp_path / 'xla_cache')))
   shared = str(tmp_path / 'shared')
   procs = [start(shared, spec, mnist_dirs, tmp_path / f'p{i}.log',
@@ -201,10 +202,12 @@ def test_two_machines_share_a_sweep_on_postgresql_through_a_restart_and_a_killed
   assert 'password authentication failed' in result.stderr and 'guessed' not in result.stderr
 
   killed = str(tmp_path / 'killed')
+  spec = write_spec(tmp_path / 'good.py',
+                    sweep_spec(str(tmp_path / 'xla_cache'), learning_rates=[0.003], seeds=[0]))
   proc = start(killed, spec, mnist_dirs, tmp_path / 'k.log')
   deadline = time.time() + 300
   while not any(len(open(f).readlines()) == 2 for f in glob.glob(
-      os.path.join(killed, 'trials', '*', 'seed_1', 'metrics.jsonl'))):
+      os.path.join(killed, 'trials', '*', 'seed_0', 'metrics.jsonl'))):
     assert proc.poll() is None and time.time() < deadline, open(tmp_path / 'k.log').read()
     time.sleep(0.2)
   time.sleep(1.5)  # Into the next trial's training.
@@ -213,17 +216,16 @@ def test_two_machines_share_a_sweep_on_postgresql_through_a_restart_and_a_killed
   assert not os.path.exists(os.path.join(killed, 'sweep.json'))
   log = wait(start(killed, spec, mnist_dirs, tmp_path / 'k2.log'), tmp_path / 'k2.log')
   assert 'was interrupted)' in log, log[-3000:]
-  resumed = check_table(killed)
-  # The same configurations and seeds give the same figures (where pruning let both run).
-  assert set(resumed) == set(reference)
+  resumed = check_table(killed, configurations=2, seeds=[0])
+  # The same configuration and seed give the same figures.
+  assert set(resumed) == {(0.003, 32), (0.003, 48)}
   for key, seeds in resumed.items():
-    for seed in set(seeds) & set(reference[key]):
-      assert seeds[seed] == reference[key][seed], (key, seed)
+    assert seeds[0] == reference[key][0], key
   import optuna  # pylint: disable=g-import-not-at-top
   study = optuna.load_study(study_name='killed', storage=f'sqlite:///{killed}/study.db')
   [interrupted] = [t for t in study.trials if t.state.name == 'FAIL']
   assert [t.state.name for t in study.trials if t.params == interrupted.params] == [
-      'FAIL', 'COMPLETE' if interrupted.params['learning_rate'] != HOPELESS else 'PRUNED']
+      'FAIL', 'COMPLETE']
 
 
 def test_sweep_without_a_spec_or_with_a_bad_one_is_one_message(mnist_dirs, tmp_path):
