@@ -88,12 +88,13 @@ def test_one_channel_conv_matches_nnx_conv(shape):
 @pytest.mark.parametrize('kernel_size,side', [('3', 8), ('5', 8), ('7', 4)])
 def test_an2020_models_shrink_by_unpadded_convolutions_alone(kernel_size, side):
   """An et al.'s three models: no pooling; each k x k convolution takes k - 1 pixels
-  off the side, down to `side`, then one dense layer to the logits."""
+  off the side, down to `side`, then one dense layer to the logits. (Shapes only:
+  test_published_models_compute_... and the recipe's test run the 7x7 one.)"""
   config = an2020.get_config(kernel_size)
-  model = models.create_model(config, 0)
+  model = nnx.eval_shape(lambda: models.create_model(config, 0))
   assert not hasattr(model, 'dense')
   assert model.head.in_features == side * side * config.conv_features[-1]
-  logits = model(jnp.zeros((2, 28, 28, 1)), train=True)
+  logits = nnx.eval_shape(lambda m, x: m(x, train=True), model, jnp.zeros((2, 28, 28, 1)))
   assert logits.shape == (2, 10) and logits.dtype == jnp.float32
 
 
