@@ -54,6 +54,7 @@ def test_short_training_run_learns(cli_run):
 
 def test_same_seed_same_numbers(mnist, tmp_path):
   config = tiny.get_config()
+  config.num_epochs = 1  # 50 steps: enough to tell two seeds apart.
   runs = [train.train_and_evaluate(config, str(tmp_path / str(i)), data=mnist) for i in range(2)]
   assert _metrics(tmp_path / '0') == _metrics(tmp_path / '1')
   config.seed = 1
