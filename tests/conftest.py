@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.request
 
+import jax
 import numpy as np
 import pytest
 
@@ -54,7 +55,6 @@ def compilation_cache(tmp_path_factory):
   """One XLA compilation cache for the session's tests and the processes they start:
   each run jits its steps afresh, and most runs compile the same few small programs,
   which a cache hit gives back unchanged. In CACHE it is kept between pytest runs."""
-  import jax  # pylint: disable=g-import-not-at-top
   path = os.path.join(CACHE, 'xla') if CACHE else str(tmp_path_factory.mktemp('xla'))
   settings = {'jax_compilation_cache_dir': path, 'jax_persistent_cache_min_compile_time_secs': 0}
   with pytest.MonkeyPatch.context() as patch:
