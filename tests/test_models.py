@@ -1,14 +1,31 @@
 """Model shapes and the custom pooling."""
 
+import glob
+import importlib
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import ROOT
 from configs import an2020, byerly2021, default, mlp
-from mnist_jax import models
+from mnist_jax import config_lib, models
 from mnist_jax.errors import UserError
+
+
+SHIPPED = [(os.path.basename(path)[:-3], arg) for path in
+           sorted(glob.glob(os.path.join(ROOT, 'configs', '[!_]*.py')))
+           for arg in (('3', '5', '7') if path.endswith('an2020.py') else (None,))]
+
+
+@pytest.mark.parametrize('name,arg', SHIPPED)
+def test_every_shipped_config_is_valid_and_sets_only_known_keys(name, arg):
+  config = importlib.import_module(f'configs.{name}').get_config(*[arg] * bool(arg))
+  config_lib.validate(config)  # Raises UserError naming a bad value.
+  assert set(config.keys()) <= set(default.get_config().keys()), name  # A misspelt key.
 
 
 @pytest.mark.parametrize('get_config', [default.get_config, mlp.get_config])

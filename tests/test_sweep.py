@@ -1,8 +1,11 @@
 """--mode=sweep: Optuna on the validation split, resumable and shared by processes."""
 
+import ast
 import glob
+import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -70,6 +73,19 @@ def test_spec_must_hold_out_validation_and_be_readable(tmp_path):
     sweep.load_spec(write_spec(tmp_path / 'c.py', 'def get_sweep(:\n'), base)
   with pytest.raises(UserError, match='no such file'):
     sweep.load_spec(str(tmp_path / 'missing.py'), base)
+
+
+@pytest.mark.parametrize('name', sorted(map(os.path.basename,
+                                              glob.glob(os.path.join(ROOT, 'sweeps', '*.py')))))
+def test_shipped_specs_load_against_the_config_their_command_names(name):
+  path = os.path.join(ROOT, 'sweeps', name)
+  doc = ast.get_docstring(ast.parse(open(path).read()))
+  command = ' '.join(doc.split('python main.py', 1)[1].split('\n\n')[0].replace('\\', '').split())
+  assert '--mode=sweep' in command and f'--sweep=sweeps/{name}' in command
+  base = re.search(r'--config=configs/(\w+)\.py', command)
+  config = importlib.import_module(f'configs.{base.group(1) if base else "default"}')
+  spec = sweep.load_spec(path, config.get_config())  # Raises UserError for any mistake.
+  assert spec.config['validation_size'] > 0
 
 
 class _Always(optuna.pruners.BasePruner):
