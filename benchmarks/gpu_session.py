@@ -7,8 +7,8 @@ D holds the cached arrays (D/mnist_jax_arrays/mnist/*.npy, as input_pipeline.loa
 leaves them), so nothing needs TensorFlow or the network.
 
 speed: one run at a time, the GPU to itself: `benchmarks/run.py --full_runs` for
-  `fast` and `gpu` in float32 (seeds 0-4), all three of `fast`, `default` and `gpu`
-  in bfloat16, and `default` in float32 (seed 0), or --speed_runs: training
+  `gpu_fast`, `fast` and `gpu` in float32 (seeds 0-4), `gpu_fast`, `fast`, `default`
+  and `gpu` in bfloat16, and `default` in float32 (seed 0), or --speed_runs: training
   images/s; time to 99% and 99.5% test accuracy from the command's start and from
   the first step after compilation (train_clock_s). -> DIR/speed.json
 accuracy: up to --parallel runs at once on the one GPU: `best`, seeds 0-4, on all
@@ -57,8 +57,8 @@ flags.DEFINE_list('phases', ['speed', 'accuracy'], 'What to measure, in this ord
 flags.DEFINE_string('out', None, 'Folder for the JSON and .npz files.', required=True)
 flags.DEFINE_string('data_dir', None, 'Folder with the cached arrays.', required=True)
 flags.DEFINE_multi_string('speed_runs', [
-    '--configs=fast,gpu --seeds=0,1,2,3,4',
-    '--configs=fast,default,gpu --set=compute_dtype=bfloat16',
+    '--configs=gpu_fast,fast,gpu --seeds=0,1,2,3,4',
+    '--configs=gpu_fast,fast,default,gpu --set=compute_dtype=bfloat16',
     '--configs=default'], 'speed: benchmarks/run.py\'s arguments, one run of it each.')
 flags.DEFINE_string('runs_dir', '/tmp/gpu_session_runs', 'accuracy: the runs\' workdirs '
                     '(checkpoints: not under --out, which comes back).')
