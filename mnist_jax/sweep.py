@@ -76,9 +76,11 @@ def load_spec(path: str, base) -> Spec:
     trials: how many configurations (default: the whole grid; required for space);
     metric: 'val_accuracy' (default, maximized) or 'val_loss' (minimized), final epoch;
     config: fixed overrides of the base config, e.g. {'validation_size': 10000};
-    prune:  {'percentile': P, 'startup_trials': N} (default 25, 2): after each
-            epoch, a trial in the worst P% of the finished ones at the same point is
-            stopped, once N trials have finished; None: never;
+    prune:  {'percentile': P, 'startup_trials': N, 'from_epoch': E} (default 25,
+            2, 1): after each epoch from E on, a trial in the worst P% of the
+            finished ones at the same point is stopped, once N trials have finished;
+            None: never. A late E lets schedules whose early epochs rank otherwise
+            than their last ones (a one-cycle's warm-up) run before they are judged;
     heartbeat_s: how often a running trial says it is alive (default 30); one silent
             for 3x this is taken as interrupted and run again.
   """
@@ -112,9 +114,13 @@ def load_spec(path: str, base) -> Spec:
     raise bad(f'trials={trials!r}: a whole number >= 1' + (
         f', at most the grid\'s {size} combinations.' if size else ' (required with a space).'))
   prune = raw.get('prune', DEFAULT_PRUNE)
-  if prune is not None and (not isinstance(prune, dict) or set(prune) - set(DEFAULT_PRUNE) or
-                            not 0 < prune.get('percentile', 25.0) < 100):
-    raise bad(f'prune={prune!r}: None, or {{"percentile": 0-100, "startup_trials": N}}.')
+  from_epoch = prune.get('from_epoch', 1) if isinstance(prune, dict) else 1
+  if prune is not None and (not isinstance(prune, dict) or
+                            set(prune) - {*DEFAULT_PRUNE, 'from_epoch'} or
+                            not 0 < prune.get('percentile', 25.0) < 100 or
+                            not isinstance(from_epoch, int) or from_epoch < 1):
+    raise bad(f'prune={prune!r}: None, or {{"percentile": 0-100, "startup_trials": N, '
+              '"from_epoch": 1 or more}.')
   heartbeat = raw.get('heartbeat_s', 30)
   if not isinstance(heartbeat, int) or heartbeat < 1:
     raise bad(f'heartbeat_s={heartbeat!r}: a whole number of seconds >= 1.')
@@ -252,6 +258,9 @@ class _Objective:
                  ', '.join(map(str, spec.seeds)),
                  '' if retried is None else f' (again: trial {retried} was interrupted)')
     runs = []
+    # Every seed's epochs before it are reported but not judged (not only the first
+    # seed's, as Optuna's n_warmup_steps would: steps run on across the seeds).
+    from_epoch = (spec.prune or {}).get('from_epoch', 1)
     for i, seed in enumerate(spec.seeds):
       config = trial_config(self.base, spec, params, seed)
       workdir = os.path.join(self.workdir, 'trials', trial_name(params), f'seed_{seed}')
@@ -260,7 +269,7 @@ class _Objective:
 
       def report(metrics, i=i, num_epochs=config.num_epochs):
         trial.report(metrics[spec.metric], i * num_epochs + metrics['epoch'])
-        if trial.should_prune():
+        if metrics['epoch'] >= from_epoch and trial.should_prune():
           raise optuna.TrialPruned(f'{spec.metric} {metrics[spec.metric]:.4f} after epoch '
                                    f'{metrics["epoch"]} of seed {config.seed}')
 
@@ -357,7 +366,7 @@ for _name in [n for n in dir(RDBStorage) if not n.startswith('_') and callable(g
 
 def make_pruner(prune: dict | None) -> optuna.pruners.BasePruner:
   """The spec's `prune`: the worst `percentile`% stopped (Optuna's PercentilePruner
-  takes the share it keeps)."""
+  takes the share it keeps); _Objective asks it from epoch `from_epoch` on."""
   if prune is None:
     return optuna.pruners.NopPruner()
   return optuna.pruners.PercentilePruner(100 - prune['percentile'],

@@ -52,6 +52,8 @@ def write_spec(path, text):
     ("{'space': {'learning_rate': ('log', 0.001, 0.1)}}", 'required with a space'),
     ("{'space': {'learning_rate': ('log', 'a', 'b')}, 'trials': 2}", 'with low < high'),
     ("{'grid': [0.1, 0.2]}", 'must be dicts'),
+    ("{'grid': {'learning_rate': [0.1]}, 'prune': {'from_epoch': 0}}", '"from_epoch": 1 or more'),
+    ("{'grid': {'learning_rate': [0.1]}, 'prune': {'from_epoch': 1.5}}", '"from_epoch": 1 or more'),
 ])
 def test_bad_spec_is_one_message(tmp_path, body, message):
   if "'config'" not in body:
@@ -93,23 +95,28 @@ class _Always(optuna.pruners.BasePruner):
     return True
 
 
-def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic_data):
-  """The pruner is asked after every epoch, and a yes stops the trial there: no more
-  epochs, no further seeds, its row says why."""
+@pytest.mark.parametrize('from_epoch', [None, 2])
+def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic_data,
+                                                             from_epoch):
+  """The pruner is asked after every epoch (from prune's from_epoch on), and a yes
+  stops the trial there: no more epochs, no further seeds, its row says why."""
   base = tiny.get_config()
   base.batch_size, base.train_steps_per_epoch, base.num_epochs = 32, 4, 3
   base.validation_size = 100
+  prune = f", 'prune': {{'from_epoch': {from_epoch}}}" if from_epoch else ''
   spec = sweep.load_spec(write_spec(tmp_path / 'spec.py', (
-      "def get_sweep():\n  return {'grid': {'learning_rate': [0.003]}, 'seeds': [0, 1]}\n")),
-      base)
+      "def get_sweep():\n  return {'grid': {'learning_rate': [0.003]}, 'seeds': [0, 1]"
+      f"{prune}}}\n")), base)
   objective = sweep._Objective(base, spec, str(tmp_path), synthetic_data)  # pylint: disable=protected-access
   study = optuna.create_study(pruner=_Always(), direction='maximize')
   study.optimize(objective, n_trials=1)
   [trial] = study.trials
   assert trial.state == optuna.trial.TrialState.PRUNED
-  assert 'after epoch 1 of seed 0' in trial.user_attrs['pruned']
+  epoch = from_epoch or 1
+  assert f'after epoch {epoch} of seed 0' in trial.user_attrs['pruned']
   [seed] = glob.glob(str(tmp_path / 'trials' / '*' / 'seed_*'))
-  assert seed.endswith('seed_0') and len(open(os.path.join(seed, 'metrics.jsonl')).readlines()) == 1
+  assert seed.endswith('seed_0')
+  assert len(open(os.path.join(seed, 'metrics.jsonl')).readlines()) == epoch
 
 
 @pytest.mark.parametrize('direction,values', [('maximize', (0.90, 0.92, 0.94, 0.96)),
