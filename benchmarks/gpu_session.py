@@ -35,7 +35,9 @@ published: the published models of PUBLISHED (An et al.'s three, configs/an2020.
 --tiny cuts every run to a few steps: a check of this script on a CPU.
 
 Each phase writes its JSON as each part ends and stops starting new runs at its
-deadline, so a command stopped at its time limit keeps what it finished.
+deadline, so a command stopped at its time limit keeps what it finished; a run
+stopped at the deadline keeps its epochs so far (their pace; not final figures,
+which select leaves out).
 """
 
 import concurrent.futures
@@ -180,13 +182,15 @@ def train_then_probabilities(name: str, config: str, overrides: list[str]) -> di
   if remaining() < 20:
     return {**entry, 'error': 'not started: deadline'}
   start = time.time()
+  from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  # Every epoch's metrics, also of a run stopped at the deadline: its pace and curve.
+  epochs = lambda: workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
   try:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=max(remaining(), 1))
     if done.returncode:
-      return {**entry, 'error': done.stderr[-3000:]}
+      return {**entry, 'epochs': epochs(), 'error': done.stderr[-3000:]}
     entry['wall_s'] = round(time.time() - start, 1)
-    from mnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    entry['epochs'] = workdir_lib.read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+    entry['epochs'] = epochs()
     out = os.path.join(FLAGS.runs_dir, f'{name}.npz')
     done = subprocess.run([sys.executable, __file__, f'--probabilities={workdir}',
                            f'--out={out}', f'--data_dir={FLAGS.data_dir}',
@@ -196,7 +200,7 @@ def train_then_probabilities(name: str, config: str, overrides: list[str]) -> di
       return {**entry, 'error': 'probabilities: ' + done.stderr[-3000:]}
     entry['probabilities'] = out
   except subprocess.TimeoutExpired:
-    entry['error'] = 'stopped at the deadline'
+    entry.update(epochs=epochs(), error='stopped at the deadline')
   return entry
 
 
@@ -244,10 +248,13 @@ def validation_run(recipe: str, s: int) -> tuple[str, int]:
 
 
 def choose_recipe(runs: dict, seeds: int) -> tuple[str, dict]:
-  """selection.choose_recipe over the select phase's runs of each of RECIPES."""
+  """selection.choose_recipe over the select phase's finished runs of each of RECIPES
+  (a run stopped by an error or the deadline keeps its epochs so far: not final)."""
+  def last(name):
+    run = runs.get(name, {})
+    return {} if 'error' in run or not run.get('epochs') else run['epochs'][-1]
   return selection.choose_recipe({
-      recipe: [runs.get(validation_run(recipe, s)[0], {}).get('epochs', [{}])[-1]
-               for s in range(seeds)] for recipe in RECIPES})
+      recipe: [last(validation_run(recipe, s)[0]) for s in range(seeds)] for recipe in RECIPES})
 
 
 def select() -> None:
