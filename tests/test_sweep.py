@@ -90,16 +90,27 @@ def test_shipped_specs_load_against_the_config_their_command_names(name):
   assert spec.config['validation_size'] > 0
 
 
-class _Always(optuna.pruners.BasePruner):
+class _After(optuna.pruners.BasePruner):
+  """Says yes to every question after the trial's step `step` (steps run on across
+  the seeds: seed 1's epoch 1 is step num_epochs + 1)."""
+
+  def __init__(self, step):
+    self.step = step
+
   def prune(self, study, trial):
-    return True
+    return trial.last_step > self.step
 
 
-@pytest.mark.parametrize('from_epoch', [None, 2])
+@pytest.mark.parametrize('from_epoch,yes_after_step,seed,epoch', [
+    (None, 0, 0, 1),  # Asked after the first epoch.
+    (2, 0, 0, 2),  # Asked from epoch 2 on,
+    (2, 3, 1, 2)])  # for every seed: not at seed 1's epoch 1.
 def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic_data,
-                                                             from_epoch):
-  """The pruner is asked after every epoch (from prune's from_epoch on), and a yes
-  stops the trial there: no more epochs, no further seeds, its row says why."""
+                                                             from_epoch, yes_after_step,
+                                                             seed, epoch):
+  """The pruner is asked after every epoch (of every seed, from prune's from_epoch
+  on), and a yes stops the trial there: no more epochs, no further seeds, its row
+  says why."""
   base = tiny.get_config()
   base.batch_size, base.train_steps_per_epoch, base.num_epochs = 32, 4, 3
   base.validation_size = 100
@@ -108,15 +119,14 @@ def test_a_pruned_trial_stops_after_the_epoch_the_pruner_saw(tmp_path, synthetic
       "def get_sweep():\n  return {'grid': {'learning_rate': [0.003]}, 'seeds': [0, 1]"
       f"{prune}}}\n")), base)
   objective = sweep._Objective(base, spec, str(tmp_path), synthetic_data)  # pylint: disable=protected-access
-  study = optuna.create_study(pruner=_Always(), direction='maximize')
+  study = optuna.create_study(pruner=_After(yes_after_step), direction='maximize')
   study.optimize(objective, n_trials=1)
   [trial] = study.trials
   assert trial.state == optuna.trial.TrialState.PRUNED
-  epoch = from_epoch or 1
-  assert f'after epoch {epoch} of seed 0' in trial.user_attrs['pruned']
-  [seed] = glob.glob(str(tmp_path / 'trials' / '*' / 'seed_*'))
-  assert seed.endswith('seed_0')
-  assert len(open(os.path.join(seed, 'metrics.jsonl')).readlines()) == epoch
+  assert f'after epoch {epoch} of seed {seed}' in trial.user_attrs['pruned']
+  seeds = sorted(glob.glob(str(tmp_path / 'trials' / '*' / 'seed_*')))
+  assert [os.path.basename(s) for s in seeds] == [f'seed_{s}' for s in range(seed + 1)]
+  assert len(open(os.path.join(seeds[-1], 'metrics.jsonl')).readlines()) == epoch
 
 
 @pytest.mark.parametrize('direction,values', [('maximize', (0.90, 0.92, 0.94, 0.96)),
