@@ -1,7 +1,7 @@
 """configs/fast.py made for a GPU: larger batches, fewer steps, on 10,000 held-out
 training images, not on test.
 
-Command (12 configurations x 2 seeds; about 8 minutes on a 2-core CPU):
+Command (12 configurations x 2 seeds; about 7 minutes on a 2-core CPU):
   python main.py --mode=sweep --workdir=runs/sweep_gpu_fast --config=configs/fast.py \
       --sweep=sweeps/gpu_fast.py --config.manual_dir=../shared/datasets/mnist
 
