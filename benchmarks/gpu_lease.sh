@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short lease of a GPU machine (minutes of device time, a command of at most 10) as one
-# command: benchmarks/gpu_session.py's speed phase for configs/gpu_fast.py (with `fast`, in
-# the same run, for reference), then the published models for a few epochs, to time them.
+# command: benchmarks/gpu_session.py's speed phase for configs/gpu_fast.py (then `fast`, in
+# the same command, for reference), then the published models for a few epochs, to time them.
 #
 #   bash benchmarks/gpu_lease.sh prepare D   # here: D holds mnist_jax_arrays/mnist/*.npy
 #   bash benchmarks/gpu_lease.sh run [gpu_session.py flags]   # there, .devdata carried
@@ -33,10 +33,12 @@ case "${1:-}" in
     data=$(mktemp -d)
     tar xzf .devdata/arrays.tgz -C "$data"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-    # Deadlines: seconds from the start, one per phase; what finished is in $OUT by then.
+    # Deadlines: seconds from the start, one per phase; what finished is in $OUT by then
+    # (each --speed_runs is one benchmarks/run.py, whose JSON comes whole or not at all).
     PYTHONPATH=. python3 benchmarks/gpu_session.py --out="$OUT" --data_dir="$data" \
         --phases=speed,published --deadlines_s=200,330 \
-        --speed_runs='--configs=gpu_fast,fast --seeds=0,1,2,3,4' \
+        --speed_runs='--configs=gpu_fast --seeds=0,1,2,3,4' \
+        --speed_runs='--configs=fast --seeds=0,1,2,3,4' \
         --published_epochs=5 --published_seeds=0 --select_seeds=0 --parallel=4 \
         "$@" 2> >(tee "$OUT/session.log" >&2)
     ;;
