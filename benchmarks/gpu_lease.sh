@@ -4,6 +4,7 @@
 # the same command, for reference), then the published models for a few epochs, to time them.
 #
 #   bash benchmarks/gpu_lease.sh prepare D   # here: D holds mnist_jax_arrays/mnist/*.npy
+#       (~/tensorflow_datasets after any run of main.py here with the default data_dir)
 #   bash benchmarks/gpu_lease.sh run [gpu_session.py flags]   # there, .devdata carried
 #
 # The GPU image has JAX 0.11.2 and its CUDA plugin but not all of our stack at our
