@@ -9,7 +9,7 @@
 #
 # The GPU image has JAX 0.11.2 and its CUDA plugin but not all of our stack at our
 # versions: `prepare` downloads those wheels and gzips the cached arrays into .devdata/
-# (ignored by git, about 13 MB); `run` installs the wheels without their dependencies
+# (ignored by git, about 14 MB); `run` installs the wheels without their dependencies
 # (the image has them), unpacks the arrays and writes everything to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
