@@ -228,13 +228,14 @@ def test_the_training_clock_leaves_compilation_out(tiny_config, synthetic_data, 
       event == '/jax/core/compile/backend_compile_duration') else None
   monkeypatch.setattr(input_pipeline, 'normalize', slow_to_trace)
   jax.monitoring.register_event_duration_secs_listener(listener)
+  cache = jax.config.jax_enable_compilation_cache
   jax.config.update('jax_enable_compilation_cache', False)  # Every program compiled here.
   try:
     before = compile_clock.seconds()
     train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
     compiled = compile_clock.seconds() - before
   finally:
-    jax.config.update('jax_enable_compilation_cache', True)
+    jax.config.update('jax_enable_compilation_cache', cache)
     jax.monitoring.unregister_event_duration_listener(listener)
   [line] = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert backend and compiled >= 1.2 + sum(backend) * 0.99, (compiled, sum(backend))
