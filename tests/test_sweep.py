@@ -255,7 +255,6 @@ def test_two_machines_share_a_sweep_on_postgresql_through_a_restart_and_a_killed
   assert set(resumed) == {(0.003, 32), (0.003, 48)}
   for key, seeds in resumed.items():
     assert seeds[0] == reference[key][0], key
-  import optuna  # pylint: disable=g-import-not-at-top
   study = optuna.load_study(study_name='killed', storage=f'sqlite:///{killed}/study.db')
   [interrupted] = [t for t in study.trials if t.state.name == 'FAIL']
   assert [t.state.name for t in study.trials if t.params == interrupted.params] == [
