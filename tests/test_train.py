@@ -244,6 +244,26 @@ def test_the_training_clock_leaves_compilation_out(tiny_config, synthetic_data, 
   assert line['startup_compile_s'] >= 1.2
 
 
+def test_the_training_clock_leaves_checkpoint_writing_out(tiny_config, synthetic_data,
+                                                         monkeypatch, tmp_path):
+  """A checkpoint save that takes 2 s (a slow disk; Orbax's first import) is not
+  training: the third epoch's clock, two saves later, counts neither."""
+  tiny_config.num_epochs = 3
+  save = checkpoints.Manager.save
+
+  def slow_save(self, step, state):
+    time.sleep(2)
+    save(self, step, state)
+
+  monkeypatch.setattr(checkpoints.Manager, 'save', slow_save)
+  train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  # Epochs 2 and 3, and the two saves after epochs 1 and 2.
+  epochs_s = sum(l['epoch_train_s'] + l['epoch_eval_s'] for l in lines[1:])
+  assert lines[2]['elapsed_s'] - lines[0]['elapsed_s'] > 4 + epochs_s
+  assert 0 < lines[2]['train_clock_s'] - lines[0]['train_clock_s'] < epochs_s + 1, lines
+
+
 def test_the_loops_pieces_give_what_train_and_evaluate_gives(tiny_config, synthetic_data,
                                                              tmp_path):
   tiny_config.num_epochs = 1
