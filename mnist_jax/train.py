@@ -298,7 +298,7 @@ class TrainingClock:
   """Seconds of training and evaluation since this process's first epoch began,
   less what is not training: compilation (compile_clock) and the waits for
   checkpoints to be written (`paused`), which a run of a few GPU seconds would
-  otherwise be timed by (the first save imports Orbax: 0.25 s)."""
+  otherwise be timed by (the first save imports Orbax)."""
 
   def __init__(self):
     self._start = None  # (time, compilation seconds then)
