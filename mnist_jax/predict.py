@@ -264,7 +264,6 @@ def _strokes(ink: np.ndarray, photo: bool):
     if (contrast < MIN_CONTRAST_OVER_NOISE * grain
         or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches or strokes.mean() > 0.5):
       raise ImageProblem('blank image: no clear ink found')
-  if photo:
     ys, xs = np.nonzero(labels)
     largest = max(max(rows.stop - rows.start, columns.stop - columns.start)
                   for rows, columns in ndimage.find_objects(labels))
