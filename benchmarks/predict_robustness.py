@@ -20,7 +20,9 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
 - pasted_blotchy: as pasted, the paper's grain blurred into blotches (as a
   camera's denoising leaves it);
 - blank_paper, blank_blotchy: the same canvases with no digit, where the right
-  answer is a refusal.
+  answer is a refusal;
+- on_table, blank_on_table: as pasted and blank_paper, the paper photographed on
+  a table that shows along one or more edges of the picture, the paper turned.
 Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
 and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
@@ -52,9 +54,9 @@ flags.DEFINE_bool('throughput', True, 'Also time predict_files on small files an
 FLAGS = flags.FLAGS
 
 
-def pasted(rng, digit: np.ndarray, blotches=False):
+def pasted(rng, digit: np.ndarray, blotches=False, table=False):
   """An MNIST digit enlarged into a big, noisy photo-like canvas (blank if `digit`
-  is all zeros)."""
+  is all zeros); with `table`, photographed on a table (pictures.on_table)."""
   scale = rng.uniform(2, 25)
   side = int(28 * scale)
   big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
@@ -63,7 +65,7 @@ def pasted(rng, digit: np.ndarray, blotches=False):
   alpha = np.zeros((h, w))
   y, x = rng.integers(0, h - side), rng.integers(0, w - side)
   alpha[y:y + side, x:x + side] = np.clip(big, 0, 1)
-  return paper_photo(rng, alpha, (h, w), blotches)
+  return paper_photo(rng, alpha, (h, w), blotches, table)
 
 
 def font_digit(rng, label: int, fonts):
@@ -203,6 +205,8 @@ def main(_):
   blank = np.zeros((28, 28), np.uint8)
   for name, blotches in (('blank_paper', False), ('blank_blotchy', True)):
     sets[name] = ([pasted(rng, blank, blotches) for _ in crops], np.full(FLAGS.n, -1))
+  sets['on_table'] = ([pasted(rng, c, table=True) for c in crops], test.labels[pick])
+  sets['blank_on_table'] = ([pasted(rng, blank, table=True) for _ in crops], np.full(FLAGS.n, -1))
   results = {}
   for name, (images, labels) in sets.items():
     accuracy, refused, wrong, seen, predictions = score(predictor, images, labels)

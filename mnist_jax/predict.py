@@ -5,11 +5,12 @@ itself was made (LeCun et al.): greyscale, light ink on a dark background, the
 digit cropped, scaled so its longer side is 20 pixels (aspect ratio kept) and
 placed in a 28x28 frame so that its centre of mass is at the centre. Specks
 are ignored and thin pen strokes thickened to MNIST's stroke width. Photos
-(paper around the digit) also lose uneven lighting and paper texture; small
-pictures and tight crops are taken as digits already cut out. Several digits
-side by side (a house number, a year) are cut apart and read left to right.
-Only pictures that hold no digit (one colour, a faint smudge, pixel noise, blank
-paper however grainy or blotchy, a lone dot or dash) are refused.
+(paper around the digit) also lose uneven lighting, paper texture and the table
+the paper lies on where it shows at the edges; small pictures and tight crops
+are taken as digits already cut out. Several digits side by side (a house
+number, a year) are cut apart and read left to right. Only pictures that hold
+no digit (one colour, a faint smudge, pixel noise, blank paper however grainy
+or blotchy, a lone dot or dash) are refused.
 """
 
 import dataclasses
@@ -68,6 +69,13 @@ MIN_MARK = 0.12
 # of 0.5-0.7 per extra one, or 2-4 for one digit where all the ink is one piece)
 # only lost: touching pairs 94% -> 87%.
 TOUCHING_WIDTH = 0.8
+# Where a photo's strong ink along its frame is a table, not digits (_without_edges):
+# within EDGE_DEPTH of the edges, EDGE_GAP (of the shorter side) from the digits, and
+# in a corner or along EDGE_RUN of a side and EDGE_LONGER times the digits' length.
+EDGE_RUN = 0.25
+EDGE_LONGER = 1.5
+EDGE_DEPTH = 1 / 3
+EDGE_GAP = 0.05
 
 
 class ImageProblem(ValueError):
@@ -232,15 +240,76 @@ def check_not_blank(grey: np.ndarray) -> None:
     raise ImageProblem('blank image: only noise, no strokes found')
 
 
-def _strokes(ink: np.ndarray, photo: bool):
-  """The connected pieces of strong ink: (labels, count, sizes); refuses an
-  image with no clear ink."""
+def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+  """Strong ink: (ink scaled to a maximum of 1, its connected pieces' labels,
+  their count, the threshold); refuses an image with no ink."""
   if ink.max() < 0.04:
     raise ImageProblem('blank image: no ink found')
   ink = ink / ink.max()
   candidates = ink[ink > 0.02]
   threshold = max(_otsu(candidates) if candidates.size > 10 else 0.5, 0.2)
   labels, count = ndimage.label(ink > threshold, structure=np.ones((3, 3)))
+  return ink, labels, count, threshold
+
+
+def _without_edges(ink: np.ndarray) -> np.ndarray:
+  """A photo's ink less what lies along the picture's edge: a dark table, or the
+  dark side of the paper's edge, in the frame.
+
+  Pieces of ink inside the picture (touching no edge, no specks) are the digits.
+  Pieces that touch the frame, stay within EDGE_DEPTH of the edges and EDGE_GAP
+  away from the digits are the table, if one of them holds a corner of the
+  picture (where the table shows around a sheet, it does) or runs along a side for
+  EDGE_RUN of it and EDGE_LONGER times the digits' length there. A tight crop has
+  no ink inside (its digits all touch the frame), and its digit reaches the
+  middle or misses the corners; a digit that the frame cuts beside others is
+  close to them, or as long as they are.
+  """
+  h, w = ink.shape
+  ys, xs = np.mgrid[0:h, 0:w]
+  middle = ((np.minimum(ys, h - 1 - ys) >= EDGE_DEPTH * h)
+            & (np.minimum(xs, w - 1 - xs) >= EDGE_DEPTH * w))
+  table = False
+  for _ in range(3):  # Again for the rim left once the strongest ink is gone.
+    if ink.max() < 0.04:
+      return ink
+    _, labels, count, _ = _pieces(ink)
+    index = np.arange(1, count + 1)
+    runs = np.stack([np.bincount(side, minlength=count + 1)[1:]
+                     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1])])
+    extent = np.array([max(r.stop - r.start, c.stop - c.start)
+                       for r, c in ndimage.find_objects(labels)])
+    inside = np.concatenate([[False], (runs.sum(0) == 0)
+                             & (extent >= MIN_MARK / 2 * min(h, w))])[labels]  # Not specks.
+    if inside.any():
+      rows, columns = np.nonzero(inside)
+      length = np.array([np.ptp(columns) + 1] * 2 + [np.ptp(rows) + 1] * 2)  # Along each side.
+      gap = ndimage.minimum(ndimage.distance_transform_edt(~inside), labels, index)
+    else:  # Blank paper on a table, or a tight crop: only a corner says it is a table.
+      length, gap = np.full(4, np.inf), np.full(count, np.inf)
+    candidates = ((runs.sum(0) > 0) & (ndimage.sum_labels(middle, labels, index) == 0)
+                  & (gap >= EDGE_GAP * min(h, w)))
+    long = (runs >= EDGE_RUN * np.array([w, w, h, h])[:, None]) & (
+        runs >= EDGE_LONGER * length[:, None])
+    corner = np.isin(index, labels[[0, 0, -1, -1], [0, -1, 0, -1]])
+    if not table:
+      if not (candidates & (long.any(0) | corner)).any():
+        return ink
+      # Paper refused as blank with its edges stays so: the statistics of paper
+      # whose edges are cut out can pass blotches for strokes.
+      _strokes(ink, photo=True)
+      table = True
+    if not candidates.any():
+      return ink
+    edge = np.concatenate([[False], candidates])[labels]
+    ink = np.where(ndimage.binary_dilation(edge, iterations=2), 0, ink)
+  return ink
+
+
+def _strokes(ink: np.ndarray, photo: bool):
+  """The connected pieces of strong ink: (labels, count, sizes); refuses an
+  image with no clear ink."""
+  ink, labels, count, threshold = _pieces(ink)
   if not count:
     raise ImageProblem('blank image: no clear ink found')
   if photo:
@@ -303,9 +372,10 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
   check_not_blank(grey if grey.size <= WORK_SIZE ** 2 else shrunk)  # A strip keeps its rows.
   grey = shrunk
   photo = min(grey.shape) >= PHOTO_SIDE
-  if photo:  # Dithering (palette images) and JPEG speckle are not ink.
-    grey = ndimage.gaussian_filter(grey, 1.0, mode='nearest')
-  return ink_map(grey), photo
+  if not photo:
+    return ink_map(grey), photo
+  # Dithering (palette images) and JPEG speckle are not ink.
+  return _without_edges(ink_map(ndimage.gaussian_filter(grey, 1.0, mode='nearest'))), photo
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:

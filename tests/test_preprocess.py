@@ -466,6 +466,49 @@ def test_touching_digits_are_cut_apart():
   assert found[0][1][2] <= found[1][1][0] + 12  # Side by side, cut near where they touch.
 
 
+def on_table(sheet, margins, angle=0.0, table=30):
+  """The sheet photographed on a dark table: (top, bottom, left, right) pixels of
+  table show around it, the sheet turned by `angle` degrees about its centre
+  (so the table shows as wedges too). Returns the photo and the sheet's offset."""
+  top, bottom, left, right = margins
+  w, h = sheet.size
+  photo = Image.new('L', (w + left + right, h + top + bottom), table)
+  turned = sheet.rotate(angle, Image.Resampling.BICUBIC, expand=True)
+  cover = Image.new('L', sheet.size, 255).rotate(angle, Image.Resampling.BICUBIC, expand=True)
+  photo.paste(turned, (left - (turned.width - w) // 2, top - (turned.height - h) // 2), cover)
+  return photo, (left, top)
+
+
+@pytest.mark.parametrize('margins,angle', [
+    ((0, 0, 30, 0), 0), ((0, 0, 8, 0), 0), ((20, 0, 0, 40), 0), ((25, 25, 25, 25), 0),
+    ((0, 60, 0, 0), 0), ((0, 40, 30, 0), 5), ((30, 30, 30, 30), -4), ((0, 0, 0, 0), 6)])
+def test_a_table_showing_along_the_edges_of_a_photo_is_not_ink(margins, angle):
+  """A sheet photographed on a dark table, the table along 1-4 edges, straight or
+  as wedges where the sheet is turned: the table was the darkest, biggest ink,
+  read as the digit or as digits of its own. Only the number on the sheet is,
+  and a blank sheet is refused."""
+  sheet = strokes(ONE(0.3), SEVEN(0.65), size=(400, 300))
+  photo, (left, top) = on_table(sheet, margins, angle)
+  found = predict.preprocess_digits(photo)
+  assert len(found) == 2, [box for _, box in found]
+  for (_, (x0, y0, x1, y1)), x in zip(found, (0.3, 0.65)):
+    assert abs((x0 + x1) / 2 - (left + x * 400)) < 30 and x1 - x0 < 100
+    assert abs((y0 + y1) / 2 - (top + 150)) < 30 and y1 - y0 < 220
+  with pytest.raises(predict.ImageProblem, match='blank image'):
+    predict.preprocess_digits(on_table(strokes(size=(400, 300)), margins, angle)[0])
+
+
+def test_a_digit_cut_by_the_frame_beside_others_is_kept():
+  """A number whose first digit the frame cuts along its length, as a tight crop
+  does: it runs along the edge as a table would, but is as long as its neighbours,
+  and touches them in a tight crop. A 7's bar lifted off along the top, likewise."""
+  cut_one = strokes(ONE(0.01), SEVEN(0.3), FIVE_BAR(0.6), FIVE_BODY(0.6), size=(400, 300))
+  assert len(predict.preprocess_digits(cut_one)) == 3
+  bar_off = strokes([(0.3, 0.02), (0.7, 0.02)], [(0.72, 0.08), (0.45, 0.95)], size=(200, 300))
+  [(_, (x0, y0, x1, y1))] = predict.preprocess_digits(bar_off)
+  assert y0 == 0 and x0 < 0.35 * 200 and x1 > 0.7 * 200  # The bar is in the 7's box.
+
+
 @pytest.mark.parametrize('mark', ['dot', [(0.45, 0.5), (0.55, 0.5)], [(0.5, 0.45), (0.5, 0.53)]])
 def test_a_dot_or_a_dash_is_refused_as_too_small(mark):
   """As the page's pen (20 px on its 280 px canvas) leaves them."""
