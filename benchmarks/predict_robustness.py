@@ -22,7 +22,9 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
 - blank_paper, blank_blotchy: the same canvases with no digit, where the right
   answer is a refusal;
 - on_table, blank_on_table: as pasted and blank_paper, the paper photographed on
-  a table that shows along one or more edges of the picture, the paper turned.
+  a table that shows along one or more edges of the picture, the paper turned;
+- tight100, tight200: as tight16, at sizes read as photos are (over PHOTO_SIDE),
+  every other one dark ink on light.
 Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
 and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
@@ -207,6 +209,9 @@ def main(_):
     sets[name] = ([pasted(rng, blank, blotches) for _ in crops], np.full(FLAGS.n, -1))
   sets['on_table'] = ([pasted(rng, c, table=True) for c in crops], test.labels[pick])
   sets['blank_on_table'] = ([pasted(rng, blank, table=True) for _ in crops], np.full(FLAGS.n, -1))
+  for side in (100, 200):  # Tight crops at a photo's size, either polarity.
+    sets[f'tight{side}'] = ([tight(c, side) if i % 2 else 255 - tight(c, side)
+                             for i, c in enumerate(crops)], test.labels[pick])
   results = {}
   for name, (images, labels) in sets.items():
     accuracy, refused, wrong, seen, predictions = score(predictor, images, labels)

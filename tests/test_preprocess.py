@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from scipy import ndimage
 
 from mnist_jax import input_pipeline, predict
@@ -385,6 +385,36 @@ def test_real_digits_cut_tight_or_with_margins_are_never_refused(mnist, side):
         assert frame.max() == 255
         if side < predict.PHOTO_SIDE:  # A cut-out no wider than tall is one digit.
           assert len(predict.preprocess_digits(image)) == 1
+
+
+@pytest.mark.parametrize('width', [30, 45, 60])
+def test_a_bold_zero_cropped_tight_at_photo_size_keeps_its_hole(width):
+  """A ring touching the frame, its ink up to two thirds of the picture: read as a
+  photo, the ink (the majority) was taken for paper and the hole read as the digit."""
+  ring = drawing(size=(200, 200), box=(0, 0, 199, 199), width=width, ellipse=True)
+  for image in (ring, ImageOps.invert(ring)):
+    frame = predict.preprocess(image)
+    assert frame[14, 14] == 0 and frame.max() == 255
+
+
+def test_real_digits_cropped_tight_at_photo_size_are_not_inverted(mnist):
+  """MNIST digits cut to their box at sizes read as photos, either polarity: bold
+  ones were inverted (ink taken for paper), and read as something else."""
+  digits, _ = _mnist_digits(mnist, 50)
+  for side in (100, 200):
+    for digit in digits:
+      cut = _cut(digit, side)
+      for image in (cut, 255 - cut):
+        agreement = np.corrcoef(predict.preprocess(image).ravel(), digit.astype(float).ravel())
+        assert agreement[0, 1] > 0.25, (side, agreement[0, 1])
+
+
+def test_specks_at_the_edges_do_not_make_a_photo_a_tight_crop():
+  """Dust on the frame's top and bottom edges: the ink spans the picture only with
+  them, and a number is a number still (a tight crop that wide is one digit)."""
+  photo = np.asarray(strokes(ONE(0.35), SEVEN(0.6), size=(180, 150), width=7), np.uint8).copy()
+  photo[:3, 70:73] = photo[-3:, 110:113] = 0
+  assert len(predict.preprocess_digits(photo)) == 2
 
 
 def test_a_tight_crop_looks_like_the_mnist_digit_it_was_cut_from(mnist):
