@@ -255,6 +255,12 @@ def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
   return ink, labels, count, threshold
 
 
+def _lengths(boxes: list) -> np.ndarray:
+  """The longer side of each box (ndimage.find_objects' (rows, columns) slices)."""
+  return np.array([max(rows.stop - rows.start, columns.stop - columns.start)
+                   for rows, columns in boxes])
+
+
 def _without_edges(ink: np.ndarray) -> np.ndarray:
   """A photo's ink less what lies along the picture's edge: a dark table, or the
   dark side of the paper's edge, in the frame.
@@ -281,8 +287,7 @@ def _without_edges(ink: np.ndarray) -> np.ndarray:
                      for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1])])
     if not runs.any():  # Nothing touches the frame: most photos.
       return ink
-    extent = np.array([max(r.stop - r.start, c.stop - c.start)
-                       for r, c in ndimage.find_objects(labels)])
+    extent = _lengths(ndimage.find_objects(labels))
     inside = (runs.sum(0) == 0) & (extent >= MIN_MARK / 2 * min(h, w))  # Not specks.
     big = np.concatenate([[False], inside & (extent >= 0.2 * min(h, w))])[labels]
     if big.any() and (ndimage.maximum(ndimage.distance_transform_edt(big), labels, index)
@@ -348,10 +353,8 @@ def _strokes(ink: np.ndarray, photo: bool):
         or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches or strokes.mean() > 0.5):
       raise ImageProblem('blank image: no clear ink found')
     ys, xs = np.nonzero(labels)
-    largest = max(max(rows.stop - rows.start, columns.stop - columns.start)
-                  for rows, columns in ndimage.find_objects(labels))
     if (max(np.ptp(ys), np.ptp(xs)) + 1 < MIN_MARK * min(ink.shape)
-        or largest < MIN_MARK / 2 * min(ink.shape)):
+        or _lengths(ndimage.find_objects(labels)).max() < MIN_MARK / 2 * min(ink.shape)):
       raise ImageProblem('too small to be a digit: the only marks are dots or dashes; write '
                          'the digit larger, or crop the picture closer around it')
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, np.arange(1, count + 1))
@@ -380,38 +383,39 @@ def _stroke_width(mask: np.ndarray) -> float:
   return float(2 * area / max(edges, 1))
 
 
-def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool]:
-  """(ink map at WORK_SIZE at most, whether it is a photo: paper around the digits)."""
+def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None]:
+  """(ink map at WORK_SIZE at most, whether it is a photo: paper around the
+  digits, and a photo's _strokes; None for a cut-out)."""
   shrunk = _shrink(grey, WORK_SIZE)
   check_not_blank(grey if grey.size <= WORK_SIZE ** 2 else shrunk)  # A strip keeps its rows.
   grey = shrunk
   if min(grey.shape) < PHOTO_SIDE:
-    return ink_map(grey, cut_out=True), False
+    return ink_map(grey, cut_out=True), False, None
   # Dithering (palette images) and JPEG speckle are not ink.
   ink = _without_edges(ink_map(ndimage.gaussian_filter(grey, 1.0, mode='nearest'), cut_out=False))
+  # A photo's checks first: paper whose texture or shadow reaches across is refused.
+  strokes = _strokes(ink, photo=True)
   h, w = ink.shape
   near = TIGHT * min(h, w)
-  marks = [(rows, columns) for rows, columns in ndimage.find_objects(_pieces(ink)[1])
-           if max(rows.stop - rows.start, columns.stop - columns.start)
-           >= MIN_MARK / 2 * min(h, w)]  # Specks aside.
+  boxes = ndimage.find_objects(strokes[0])
+  marks = [box for box, length in zip(boxes, _lengths(boxes))
+           if length >= MIN_MARK / 2 * min(h, w)]  # Specks aside.
 
   def spans(axis, size):  # From near one edge to near the opposite one.
     return (min(mark[axis].start for mark in marks) < near
             and max(mark[axis].stop for mark in marks) > size - near)
 
   if not marks or not (spans(0, h) or spans(1, w)):
-    return ink, True
+    return ink, True, strokes
   # Ink from edge to edge: a tight crop, no paper around the digit, which may cover
-  # most of it (a bold 0), turning a photo's premise (ink is the minority) upside
-  # down. Paper whose texture or shadow reaches across is refused as in a photo.
-  _strokes(ink, photo=True)
-  return ink_map(grey, cut_out=True), False
+  # most of it (a bold 0), turning a photo's premise (ink is the minority) upside down.
+  return ink_map(grey, cut_out=True), False, None
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
   """Any greyscale digit image in [0, 1] -> a 28x28 uint8 MNIST-style image."""
-  ink, photo = _ink(grey)
-  return _frame(ink, digit_mask(ink, photo), photo)[0]
+  ink, photo, strokes = _ink(grey)
+  return _frame(ink, digit_mask(ink, photo, strokes), photo)[0]
 
 
 def _frame(ink: np.ndarray, mask: np.ndarray, photo: bool) -> tuple[np.ndarray, tuple]:
@@ -545,8 +549,8 @@ def read_digits(grey: np.ndarray, classify=None
   than it won.) Without it, a group 1.25 times wider than tall is cut into digits
   0.8 times as wide as tall.
   """
-  ink, photo = _ink(grey)
-  strokes = _strokes(ink, photo)
+  ink, photo, strokes = _ink(grey)
+  strokes = strokes or _strokes(ink, photo)
   h, w = ink.shape
   scale = grey.shape[0] / h, grey.shape[1] / w
 
