@@ -398,10 +398,11 @@ def open_study(spec: Spec, workdir: str, storage_url: str | None, base):
       raise UserError(f'No database driver for {shown_url(url)}' + (
           f": pip install '{driver}." if driver else f' ({e.__cause__ or e}).')) from e
     except Exception as e:  # SQLAlchemy raises many kinds for a bad URL or server.
-      # No server there, or it refused us (a wrong password): at once. Else the race
-      # of processes started together to create the tables: again.
+      # No server there, or it refused us (a wrong password): after one more try, as
+      # a server may drop a first connection. Else the race of processes started
+      # together to create the tables: again.
       lost = _connection_lost(e)
-      if lost is not None or attempt == 4:
+      if (lost is not None and attempt > 0) or attempt == 4:
         raise UserError(f'Cannot open the sweep\'s database {shown_url(url)}: '
                         f'{first_line(lost or e)}') from e
       time.sleep(1 + attempt)

@@ -180,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = state_lib.make_mesh()
   # Before the data is read: batch norm is checked again with the model in setup.
   step_lib.check_microbatches(config, mesh, batch_norm=False)
-  workdir_lib.prepare(workdir, jax.process_index())
+  workdir_lib.prepare(workdir)
   primary = jax.process_index() == 0  # The one process that writes files other than checkpoints.
   with contextlib.ExitStack() as stack:
     if primary:

@@ -25,21 +25,23 @@ class Busy(UserError):
   """Another process is training in this workdir."""
 
 
-def make_writable_folder(folder: str, tag: str = '') -> None:
+def make_writable_folder(folder: str) -> None:
   """Creates `folder` and writes and removes a file there; raises OSError where it
-  cannot (root passes permission checks, so only a real write tells)."""
+  cannot (root passes permission checks, so only a real write tells). The file is
+  named for this process and machine: processes that share the folder (a sweep's,
+  or a run's hosts) would otherwise remove each other's."""
   os.makedirs(folder, exist_ok=True)
-  probe = os.path.join(folder, f'.write_test.{tag or os.getpid()}')
+  probe = os.path.join(folder, f'.write_test.{os.uname().nodename}.{os.getpid()}')
   with open(probe, 'w') as f:
     f.write('ok')
   os.remove(probe)
 
 
-def prepare(workdir: str, process_index: int = 0) -> None:
+def prepare(workdir: str) -> None:
   """Creates `workdir` and `workdir/checkpoints`, and checks both take files."""
   for folder in (workdir, os.path.join(workdir, 'checkpoints')):
     try:
-      make_writable_folder(folder, str(process_index))
+      make_writable_folder(folder)
     except OSError as e:
       raise UserError(f'Cannot write to {folder}: {e.strerror or e}. Choose a --workdir '
                       'you can write to.') from e

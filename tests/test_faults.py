@@ -137,6 +137,17 @@ def test_a_second_run_on_the_same_workdir_is_refused(tiny_config, synthetic_data
   train.train_and_evaluate(tiny_config, str(tmp_path), data=synthetic_data)  # Released.
 
 
+def test_processes_checking_one_folder_at_once_do_not_trip_each_other(tmp_path):
+  """Two sweeps started together on one workdir check it at the same moment: each
+  must see its own probe file, not have it removed by the other."""
+  checker = ('import sys; from mnist_jax import workdir\n'
+             'for _ in range(300): workdir.prepare(sys.argv[1])')
+  procs = [subprocess.Popen([sys.executable, '-c', checker, str(tmp_path)], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  for proc in procs:
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+
+
 @pytest.mark.parametrize('os_lock', ['shared', 'local to each machine'])
 def test_the_lock_of_a_killed_run_is_not_stale(tiny_config, synthetic_data, tmp_path,
                                                monkeypatch, os_lock):

@@ -12,6 +12,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 
 from conftest import ROOT, tiny_command
 from configs import tiny
@@ -149,6 +150,31 @@ def test_prune_stops_the_worst_percentile_only(direction, values):
   worst, middle = values[0] - (values[1] - values[0]), (values[1] + values[2]) / 2
   assert stopped(worst) and not stopped(middle)
   assert not sweep.make_pruner(None).prune(study, study.trials[-1])
+
+
+@pytest.mark.parametrize('drops', [1, 2])
+def test_a_connection_dropped_while_opening_is_tried_once_more(tmp_path, monkeypatch, drops):
+  """A server may drop a first connection (one restarting did, in CI): opening tries
+  once more; a server that drops every connection is one message."""
+  opened, calls = sweep._PatientStorage.__init__, []
+
+  def dropping(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) <= drops:
+      raise sqlalchemy.exc.OperationalError(
+          'SELECT 1', {}, Exception('server closed the connection unexpectedly'))
+    opened(self, *args, **kwargs)
+
+  monkeypatch.setattr(sweep._PatientStorage, '__init__', dropping)
+  base = tiny.get_config()
+  spec = sweep.load_spec(write_spec(tmp_path / 'spec.py', sweep_spec(str(tmp_path / 'c'))), base)
+  (tmp_path / 'sweep').mkdir()
+  if drops == 1:
+    study, _ = sweep.open_study(spec, str(tmp_path / 'sweep'), None, base)
+    assert study.study_name == 'sweep' and len(calls) == 2
+  else:
+    with pytest.raises(UserError, match='Cannot open .* server closed the connection'):
+      sweep.open_study(spec, str(tmp_path / 'sweep'), None, base)
 
 
 def test_trial_names_are_folders_and_stable():
