@@ -40,21 +40,26 @@ def paper(rng, size, blotches=False):
   return np.clip(tone - shadow + rng.normal(0, rng.uniform(0.005, 0.04), (h, w)), 0, 1)
 
 
-def on_table(rng, sheet, dark_table: bool):
+def on_table(rng, sheet, dark_table: bool, small=False):
   """The sheet photographed on a table that shows along 1-4 of the picture's edges
   (3-20% of the side each), the sheet turned up to 6 degrees, so that the table
-  also shows as wedges; a dark table under light paper, a light one under a board."""
+  also shows as wedges; a dark table under light paper, a light one under a board.
+  A `small` sheet (a note on a desk) has 15-60% of its side of table on all four
+  sides, covering 20-60% of the picture, and is turned up to 15 degrees."""
   h, w = sheet.shape
-  margins = rng.uniform(0.03, 0.2, 4) * (rng.random(4) < 0.5)
-  if not margins.any():
-    margins[rng.integers(4)] = rng.uniform(0.03, 0.2)
+  if small:
+    margins = rng.uniform(0.15, 0.6, 4)
+  else:
+    margins = rng.uniform(0.03, 0.2, 4) * (rng.random(4) < 0.5)
+    if not margins.any():
+      margins[rng.integers(4)] = rng.uniform(0.03, 0.2)
   top, bottom, left, right = (margins * [h, h, w, w]).astype(int)
   size = (h + top + bottom, w + left + right)
   layer = np.zeros(size)
   layer[top:top + h, left:left + w] = sheet
   cover = np.zeros(size, np.float32)
   cover[top:top + h, left:left + w] = 1
-  angle, centre = rng.uniform(-6, 6), (left + w / 2, top + h / 2)
+  angle, centre = rng.uniform(-15, 15) if small else rng.uniform(-6, 6), (left + w / 2, top + h / 2)
   turn = lambda a: np.asarray(Image.fromarray(a.astype(np.float32), 'F').rotate(
       angle, Image.Resampling.BILINEAR, center=centre), np.float64)
   tone = rng.uniform(0.0, 0.35) if dark_table else rng.uniform(0.65, 1.0)
@@ -65,7 +70,8 @@ def on_table(rng, sheet, dark_table: bool):
 
 def paper_photo(rng, ink_alpha, size, blotches=False, table=False):
   """Composes ink (alpha in [0, 1]) onto paper; random polarity, colour, JPEG; with
-  `table`, the paper photographed on a table (on_table)."""
+  `table` (True, or 'small' for a small sheet), the paper photographed on a table
+  (on_table)."""
   sheet = paper(rng, size, blotches)
   ink_level = rng.uniform(0.0, 0.25)
   board = rng.random() < 0.3
@@ -77,7 +83,7 @@ def paper_photo(rng, ink_alpha, size, blotches=False, table=False):
     y, x = rng.integers(0, size[0]), rng.integers(0, size[1])
     grey[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = ink_level
   if table:
-    grey = on_table(rng, grey, dark_table=not board)
+    grey = on_table(rng, grey, dark_table=not board, small=table == 'small')
   tint = rng.uniform(0.6, 1.0, 3) if rng.random() < 0.5 else np.ones(3)
   rgb = np.clip(grey[..., None] * tint, 0, 1)
   image = Image.fromarray((rgb * 255).astype(np.uint8))

@@ -24,7 +24,9 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
 - on_table, blank_on_table: as pasted and blank_paper, the paper photographed on
   a table that shows along one or more edges of the picture, the paper turned;
 - tight100, tight200: as tight16, at sizes read as photos are (over PHOTO_SIDE),
-  every other one dark ink on light.
+  every other one dark ink on light;
+- small_sheet, blank_small_sheet: as on_table, a small sheet (a note on a desk)
+  with the table on every side, covering more of the picture than the sheet.
 Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
 and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
@@ -53,12 +55,15 @@ flags.DEFINE_integer('seed', 0, 'Seed of the image generator.')
 flags.DEFINE_string('save_examples', None, 'Folder for the first 20 images of each set.')
 flags.DEFINE_string('pictures', None, 'Folder for a picture of each set\'s mistakes and refusals.')
 flags.DEFINE_bool('throughput', True, 'Also time predict_files on small files and large photos.')
+flags.DEFINE_list('sets', None, 'Score only these sets (all are still made, so each set\'s '
+                  'pictures are the same as in a full run).')
 FLAGS = flags.FLAGS
 
 
 def pasted(rng, digit: np.ndarray, blotches=False, table=False):
   """An MNIST digit enlarged into a big, noisy photo-like canvas (blank if `digit`
-  is all zeros); with `table`, photographed on a table (pictures.on_table)."""
+  is all zeros); with `table`, photographed on a table (pictures.on_table; 'small':
+  a small sheet)."""
   scale = rng.uniform(2, 25)
   side = int(28 * scale)
   big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
@@ -189,31 +194,47 @@ def main(_):
   fonts = [f for f in fonts if 'Display' not in f]
   crops = [test.images[i, ..., 0] for i in pick]
   scikit, scikit_labels = sklearn_digits()
+  truth = test.labels[pick]
+  blank, refusal = np.zeros((28, 28), np.uint8), np.full(FLAGS.n, -1)  # Blank paper: refused.
+
+  def font_set():
+    font_labels = rng.integers(0, 10, FLAGS.n)
+    return [font_digit(rng, int(l), fonts) for l in font_labels], font_labels
+
+  # Each set is made when scored and let go after, in this order, as each draws from
+  # rng: the large photos of every set at once do not fit in memory.
   sets = {
-      'mnist_crops': (crops, test.labels[pick]),
-      'tight16': ([tight(c, 16) for c in crops], test.labels[pick]),
-      'tight12': ([tight(c, 12) for c in crops], test.labels[pick]),
-      'squeezed16': ([tight(c, 16, squeeze=True) for c in crops], test.labels[pick]),
-      'squeezed12': ([tight(c, 12, squeeze=True) for c in crops], test.labels[pick]),
-      'sklearn_8x8': (list(scikit), scikit_labels),
-      'sklearn_8x8_odd': (list(scikit[1::2]), scikit_labels[1::2]),
-      'sklearn_8x8_inverted': (list(255 - scikit), scikit_labels),
-      'pasted': ([pasted(rng, c) for c in crops], test.labels[pick]),
+      'mnist_crops': lambda: (crops, truth),
+      'tight16': lambda: ([tight(c, 16) for c in crops], truth),
+      'tight12': lambda: ([tight(c, 12) for c in crops], truth),
+      'squeezed16': lambda: ([tight(c, 16, squeeze=True) for c in crops], truth),
+      'squeezed12': lambda: ([tight(c, 12, squeeze=True) for c in crops], truth),
+      'sklearn_8x8': lambda: (list(scikit), scikit_labels),
+      'sklearn_8x8_odd': lambda: (list(scikit[1::2]), scikit_labels[1::2]),
+      'sklearn_8x8_inverted': lambda: (list(255 - scikit), scikit_labels),
+      'pasted': lambda: ([pasted(rng, c) for c in crops], truth),
+      'fonts': font_set,
+      'pasted_blotchy': lambda: ([pasted(rng, c, blotches=True) for c in crops], truth),
+      'blank_paper': lambda: ([pasted(rng, blank) for _ in crops], refusal),
+      'blank_blotchy': lambda: ([pasted(rng, blank, blotches=True) for _ in crops], refusal),
+      'on_table': lambda: ([pasted(rng, c, table=True) for c in crops], truth),
+      'blank_on_table': lambda: ([pasted(rng, blank, table=True) for _ in crops], refusal),
+      # Tight crops at a photo's size, either polarity.
+      'tight100': lambda: ([tight(c, 100) if i % 2 else 255 - tight(c, 100)
+                            for i, c in enumerate(crops)], truth),
+      'tight200': lambda: ([tight(c, 200) if i % 2 else 255 - tight(c, 200)
+                            for i, c in enumerate(crops)], truth),
+      'small_sheet': lambda: ([pasted(rng, c, table='small') for c in crops], truth),
+      'blank_small_sheet': lambda: ([pasted(rng, blank, table='small') for _ in crops], refusal),
   }
-  font_labels = rng.integers(0, 10, FLAGS.n)
-  sets['fonts'] = ([font_digit(rng, int(l), fonts) for l in font_labels], font_labels)
-  sets['pasted_blotchy'] = ([pasted(rng, c, blotches=True) for c in crops], test.labels[pick])
-  # Blank paper, whose right answer is a refusal (label -1).
-  blank = np.zeros((28, 28), np.uint8)
-  for name, blotches in (('blank_paper', False), ('blank_blotchy', True)):
-    sets[name] = ([pasted(rng, blank, blotches) for _ in crops], np.full(FLAGS.n, -1))
-  sets['on_table'] = ([pasted(rng, c, table=True) for c in crops], test.labels[pick])
-  sets['blank_on_table'] = ([pasted(rng, blank, table=True) for _ in crops], np.full(FLAGS.n, -1))
-  for side in (100, 200):  # Tight crops at a photo's size, either polarity.
-    sets[f'tight{side}'] = ([tight(c, side) if i % 2 else 255 - tight(c, side)
-                             for i, c in enumerate(crops)], test.labels[pick])
   results = {}
-  for name, (images, labels) in sets.items():
+  unknown = set(FLAGS.sets or ()) - set(sets)
+  if unknown:
+    raise app.UsageError(f'--sets: no set {", ".join(sorted(unknown))}; the sets: {", ".join(sets)}')
+  for name, make in sets.items():
+    images, labels = make()
+    if FLAGS.sets and name not in FLAGS.sets:
+      continue
     accuracy, refused, wrong, seen, predictions = score(predictor, images, labels)
     results[name] = {'images': len(images), 'accuracy': round(accuracy, 4),
                      'refused': len(refused), 'wrong': len(wrong)}

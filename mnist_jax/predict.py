@@ -6,11 +6,11 @@ digit cropped, scaled so its longer side is 20 pixels (aspect ratio kept) and
 placed in a 28x28 frame so that its centre of mass is at the centre. Specks
 are ignored and thin pen strokes thickened to MNIST's stroke width. Photos
 (paper around the digit) also lose uneven lighting, paper texture and the table
-the paper lies on where it shows at the edges; small pictures and tight crops
-are taken as digits already cut out. Several digits side by side (a house
-number, a year) are cut apart and read left to right. Only pictures that hold
-no digit (one colour, a faint smudge, pixel noise, blank paper however grainy
-or blotchy, a lone dot or dash) are refused.
+the paper lies on, where it shows at the edges or all around a small sheet;
+small pictures and tight crops are taken as digits already cut out. Several
+digits side by side (a house number, a year) are cut apart and read left to
+right. Only pictures that hold no digit (one colour, a faint smudge, pixel
+noise, blank paper however grainy or blotchy, a lone dot or dash) are refused.
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ from flax import nnx
 import jax
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy import ndimage
+from scipy import ndimage, spatial
 
 from mnist_jax import config_lib, inference, input_pipeline
 from mnist_jax.errors import UserError
@@ -62,6 +62,9 @@ FAINT_INK = 0.15
 # of it (specks, dust) however far apart. Cut-outs are exempt: a tight scan's digit
 # fills it, however few its pixels (scikit-learn's are 8x8).
 MIN_MARK = 0.12
+# Strong ink whose every piece is under this fraction of a photo's shorter side is
+# not even a dot a person made: dust, JPEG noise, a sliver of table. Blank.
+SPECK = 0.02
 # Ink at least this much wider than tall may be touching digits, and is also read
 # as 2, 3... of them (read_digits). Chosen among 0.6-1.0 on numbers made of the
 # first half of the MNIST test digits (benchmarks/read_numbers.py --dev): 0.8 and
@@ -79,6 +82,18 @@ EDGE_GAP = 0.05
 # A photo whose strong ink comes within this fraction of its shorter side of two
 # opposite edges is a tight crop: no paper around the digit (_ink).
 TIGHT = 0.03
+# A sheet photographed on a table that shows all around it (a note on a desk; the
+# table may be most of the picture), found by _sheet: at least SHEET_AREA of the
+# picture, SHEET_RECTANGLE of the smallest rectangle around it (a sheet seen at a
+# slant fills 85-100% of it; an ellipse, a bold 0, 79%), its inscribed circle
+# SHEET_THICK of its length across and its ink strokes SHEET_STROKE at most (not a
+# bold digit, nor a 0's hole), and its edge a step (SHEET_STEP of the difference
+# between sheet and table within 5 pixels of it; a shadow is a slope).
+SHEET_AREA = 0.1
+SHEET_RECTANGLE = 0.85
+SHEET_THICK = 0.2
+SHEET_STROKE = 0.15
+SHEET_STEP = 0.5
 
 
 class ImageProblem(ValueError):
@@ -321,7 +336,7 @@ def _without_edges(ink: np.ndarray) -> np.ndarray:
     if not candidates.any():
       return ink
     edge = np.concatenate([[False], candidates])[labels]
-    ink = np.where(ndimage.binary_dilation(edge, iterations=2), 0, ink)
+    ink = np.where(ndimage.binary_dilation(edge, iterations=3), 0, ink)
   return ink
 
 
@@ -353,8 +368,11 @@ def _strokes(ink: np.ndarray, photo: bool):
         or contrast < MIN_CONTRAST_OVER_BLOTCHES * blotches or strokes.mean() > 0.5):
       raise ImageProblem('blank image: no clear ink found')
     ys, xs = np.nonzero(labels)
+    longest = _lengths(ndimage.find_objects(labels)).max()
+    if longest < SPECK * min(ink.shape):
+      raise ImageProblem('blank image: no clear ink found')
     if (max(np.ptp(ys), np.ptp(xs)) + 1 < MIN_MARK * min(ink.shape)
-        or _lengths(ndimage.find_objects(labels)).max() < MIN_MARK / 2 * min(ink.shape)):
+        or longest < MIN_MARK / 2 * min(ink.shape)):
       raise ImageProblem('too small to be a digit: the only marks are dots or dashes; write '
                          'the digit larger, or crop the picture closer around it')
   sizes = ndimage.sum_labels(np.ones_like(ink), labels, np.arange(1, count + 1))
@@ -383,16 +401,78 @@ def _stroke_width(mask: np.ndarray) -> float:
   return float(2 * area / max(edges, 1))
 
 
-def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None]:
+def _sheet(grey: np.ndarray) -> np.ndarray | None:
+  """Where a photo (at WORK_SIZE, smoothed) shows a sheet on a table all around it:
+  the sheet's pixels, else None.
+
+  Ink is the minority of a photo (ink_map), which a small sheet on a dark table
+  turns upside down: its paper would be read as ink. The sheet is the biggest
+  piece of the class of grey (Otsu's) that the frame mostly is not, its holes (the
+  digits) filled.
+  """
+  light = grey > _otsu(grey.ravel())
+  paper = ~light if _border(light).mean() >= 0.5 else light
+  labels, count = ndimage.label(paper)
+  if not count:
+    return None
+  sheet = ndimage.binary_fill_holes(labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+  # Paper over half the picture is read right (ink_map), its table by _without_edges;
+  # a piece across the picture is a tight crop's digit.
+  if not SHEET_AREA <= sheet.mean() < 0.5 or (sheet[0].any() and sheet[-1].any()) or (
+      sheet[:, 0].any() and sheet[:, -1].any()):
+    return None
+  rows, columns = ndimage.find_objects(sheet.astype(int))[0]
+  length = max(rows.stop - rows.start, columns.stop - columns.start)
+  ink = sheet & ~paper
+  if (ndimage.distance_transform_edt(sheet).max() < SHEET_THICK * length or ink.any() and
+      ndimage.distance_transform_edt(ink).max() > SHEET_STROKE * length):
+    return None
+  # The smallest rectangle around the pixels: one of its sides lies along a side of
+  # their convex hull (rotating calipers).
+  edge = np.argwhere(sheet & ~ndimage.binary_erosion(sheet))
+  corners = np.concatenate([edge + step for step in ([0, 0], [0, 1], [1, 0], [1, 1])])
+  hull = corners[spatial.ConvexHull(corners).vertices]
+  sides = np.roll(hull, -1, axis=0) - hull
+  along = sides / np.linalg.norm(sides, axis=1, keepdims=True)
+  across = along[:, ::-1] * [1, -1]
+  rectangle = np.ptp(along @ hull.T, axis=1) * np.ptp(across @ hull.T, axis=1)
+  if sheet.sum() < SHEET_RECTANGLE * rectangle.min():
+    return None
+  inner = ndimage.binary_erosion(sheet, iterations=2) & ~ndimage.binary_erosion(sheet, iterations=5)
+  outer = ndimage.binary_dilation(sheet, iterations=5) & ~ndimage.binary_dilation(sheet, iterations=2)
+  step = abs(np.median(grey[inner]) - np.median(grey[outer]))
+  if step < SHEET_STEP * abs(np.median(grey[sheet]) - np.median(grey[~sheet])):
+    return None
+  return sheet
+
+
+def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice, slice]]:
   """(ink map at WORK_SIZE at most, whether it is a photo: paper around the
-  digits, and a photo's _strokes; None for a cut-out)."""
+  digits, a photo's _strokes (None for a cut-out), and the (rows, columns) of
+  `grey` it maps: all of it, or a sheet on a table (_sheet))."""
+  window = slice(0, grey.shape[0]), slice(0, grey.shape[1])
   shrunk = _shrink(grey, WORK_SIZE)
   check_not_blank(grey if grey.size <= WORK_SIZE ** 2 else shrunk)  # A strip keeps its rows.
-  grey = shrunk
-  if min(grey.shape) < PHOTO_SIDE:
-    return ink_map(grey, cut_out=True), False, None
+  if min(shrunk.shape) < PHOTO_SIDE:
+    return ink_map(shrunk, cut_out=True), False, None, window
   # Dithering (palette images) and JPEG speckle are not ink.
-  ink = _without_edges(ink_map(ndimage.gaussian_filter(grey, 1.0, mode='nearest'), cut_out=False))
+  smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
+  sheet = _sheet(smooth)
+  if sheet is not None:  # The sheet's box alone, read at WORK_SIZE again, the table
+    # showing at its corners (where the sheet is turned) painted over with the paper
+    # nearest: no edges, the paper's grain and lighting kept.
+    box = ndimage.find_objects(sheet.astype(int))[0]
+    scale = grey.shape[0] / shrunk.shape[0], grey.shape[1] / shrunk.shape[1]
+    window = tuple(slice(int(part.start * k), int(np.ceil(part.stop * k)))
+                   for part, k in zip(box, scale))
+    shrunk = _shrink(grey[window], WORK_SIZE)
+    inside = _resize(ndimage.binary_erosion(sheet, iterations=3)[box], shrunk.shape) > 0.5
+    nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
+    shrunk = shrunk[tuple(nearest)]
+    if min(shrunk.shape) < PHOTO_SIDE:
+      return ink_map(shrunk, cut_out=True), False, None, window
+    smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
+  ink = _without_edges(ink_map(smooth, cut_out=False))
   # A photo's checks first: paper whose texture or shadow reaches across is refused.
   strokes = _strokes(ink, photo=True)
   h, w = ink.shape
@@ -406,15 +486,15 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None]:
             and max(mark[axis].stop for mark in marks) > size - near)
 
   if not marks or not (spans(0, h) or spans(1, w)):
-    return ink, True, strokes
+    return ink, True, strokes, window
   # Ink from edge to edge: a tight crop, no paper around the digit, which may cover
   # most of it (a bold 0), turning a photo's premise (ink is the minority) upside down.
-  return ink_map(grey, cut_out=True), False, None
+  return ink_map(shrunk, cut_out=True), False, None, window
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
   """Any greyscale digit image in [0, 1] -> a 28x28 uint8 MNIST-style image."""
-  ink, photo, strokes = _ink(grey)
+  ink, photo, strokes, _ = _ink(grey)
   return _frame(ink, digit_mask(ink, photo, strokes), photo)[0]
 
 
@@ -549,15 +629,17 @@ def read_digits(grey: np.ndarray, classify=None
   than it won.) Without it, a group 1.25 times wider than tall is cut into digits
   0.8 times as wide as tall.
   """
-  ink, photo, strokes = _ink(grey)
+  ink, photo, strokes, (rows, columns) = _ink(grey)
   strokes = strokes or _strokes(ink, photo)
   h, w = ink.shape
-  scale = grey.shape[0] / h, grey.shape[1] / w
+  scale = (rows.stop - rows.start) / h, (columns.stop - columns.start) / w
+  top, left = rows.start, columns.start
 
   def framed(mask):  # (28x28, its box in the image's pixels)
     digit, (rows, columns) = _frame(ink, mask, photo)
-    return digit, (int(columns.start * scale[1]), int(rows.start * scale[0]),
-                   int(np.ceil(columns.stop * scale[1])), int(np.ceil(rows.stop * scale[0])))
+    return digit, (left + int(columns.start * scale[1]), top + int(rows.start * scale[0]),
+                   left + int(np.ceil(columns.stop * scale[1])),
+                   top + int(np.ceil(rows.stop * scale[0])))
 
   def one_digit():  # Read as one digit always was.
     return [framed(digit_mask(ink, photo, strokes))]

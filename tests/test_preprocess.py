@@ -528,6 +528,30 @@ def test_a_table_showing_along_the_edges_of_a_photo_is_not_ink(margins, angle):
     predict.preprocess_digits(on_table(strokes(size=(400, 300)), margins, angle)[0])
 
 
+@pytest.mark.parametrize('angle,table,board', [
+    (0, 30, False), (12, 30, False), (-8, 90, False), (4, 200, False), (10, 30, True)])
+def test_a_small_sheet_on_a_table_that_fills_most_of_the_photo_is_read(angle, table, board):
+  """A note on a desk: the table shows all around it and covers more of the
+  picture than the sheet, so the paper was the minority, which is what a photo's
+  ink is, and was read as the digit. On a dark, mid-grey or light table, or as a
+  dark board with light writing on a light table."""
+  margins = (300, 350, 400, 380)
+  for sheet, wanted in ((strokes(ONE(0.3), SEVEN(0.65), size=(400, 300)), 2),
+                        (strokes(size=(400, 300)), 0)):
+    photo, (left, top) = on_table(sheet, margins, angle, table)
+    if board:
+      photo = ImageOps.invert(photo)
+    if not wanted:
+      with pytest.raises(predict.ImageProblem, match='blank image'):
+        predict.preprocess_digits(photo)
+      continue
+    found = predict.preprocess_digits(photo)
+    assert len(found) == 2, [box for _, box in found]
+    for (_, (x0, y0, x1, y1)), x in zip(found, (0.3, 0.65)):
+      assert abs((x0 + x1) / 2 - (left + x * 400)) < 30 and x1 - x0 < 100
+      assert abs((y0 + y1) / 2 - (top + 150)) < 40 and y1 - y0 < 220
+
+
 def test_a_digit_cut_by_the_frame_beside_others_is_kept():
   """A number whose first digit the frame cuts along its length, as a tight crop
   does: it runs along the edge as a table would, but is as long as its neighbours,
