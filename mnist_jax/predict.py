@@ -421,8 +421,7 @@ def _sheet(grey: np.ndarray) -> np.ndarray | None:
   if not SHEET_AREA <= sheet.mean() < 0.5 or (sheet[0].any() and sheet[-1].any()) or (
       sheet[:, 0].any() and sheet[:, -1].any()):
     return None
-  rows, columns = ndimage.find_objects(sheet.astype(int))[0]
-  length = max(rows.stop - rows.start, columns.stop - columns.start)
+  length = _lengths(ndimage.find_objects(sheet.astype(int)))[0]
   ink = sheet & ~paper
   if (ndimage.distance_transform_edt(sheet).max() < SHEET_THICK * length or ink.any() and
       ndimage.distance_transform_edt(ink).max() > SHEET_STROKE * length):
