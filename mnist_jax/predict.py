@@ -82,18 +82,26 @@ EDGE_GAP = 0.05
 # A photo whose strong ink comes within this fraction of its shorter side of two
 # opposite edges is a tight crop: no paper around the digit (_ink).
 TIGHT = 0.03
-# A sheet photographed on a table that shows all around it (a note on a desk; the
-# table may be most of the picture), found by _sheet: at least SHEET_AREA of the
-# picture, SHEET_RECTANGLE of the smallest rectangle around it (a sheet seen at a
-# slant fills 85-100% of it; an ellipse, a bold 0, 79%), its inscribed circle
-# SHEET_THICK of its length across and its ink strokes SHEET_STROKE at most (not a
-# bold digit, nor a 0's hole), and its edge a step (SHEET_STEP of the difference
-# between sheet and table within 5 pixels of it; a shadow is a slope).
+# A sheet photographed on a table that shows all around it (a note on a desk, the
+# table maybe most of the picture; a page with the table at every edge), found by
+# _sheet: at least SHEET_AREA of the picture and the table SHEET_TABLE,
+# SHEET_RECTANGLE of the smallest rectangle around it (a sheet seen at a slant
+# fills 85-100% of it; an ellipse, a bold 0, 79%), its inscribed circle SHEET_THICK
+# of its length across and its ink strokes SHEET_STROKE at most (not a bold digit,
+# nor a 0's hole), and its edge a step (SHEET_STEP of the difference between sheet
+# and table within 5 pixels of it; a shadow is a slope). Over half the picture, its
+# table is SHEET_TABLE_GREY of the other grey, and the picture's grey two levels:
+# Otsu's split explains SHEET_LEVELS of its variance (a uniform ramp, a shadow
+# across paper, explains 75%; generated sheets on tables 67-98%, photos without a
+# table 53-64% where a shadow's split passed the other checks).
 SHEET_AREA = 0.1
+SHEET_TABLE = 0.02
 SHEET_RECTANGLE = 0.85
 SHEET_THICK = 0.2
 SHEET_STROKE = 0.15
 SHEET_STEP = 0.5
+SHEET_TABLE_GREY = 0.8
+SHEET_LEVELS = 0.75
 
 
 class ImageProblem(ValueError):
@@ -403,12 +411,12 @@ def _stroke_width(mask: np.ndarray) -> float:
 
 def _sheet(grey: np.ndarray) -> np.ndarray | None:
   """Where a photo (at WORK_SIZE, smoothed) shows a sheet on a table all around it:
-  the sheet's pixels, else None.
+  the sheet's pixels (its convex hull), else None.
 
-  Ink is the minority of a photo (ink_map), which a small sheet on a dark table
-  turns upside down: its paper would be read as ink. The sheet is the biggest
-  piece of the class of grey (Otsu's) that the frame mostly is not, its holes (the
-  digits) filled.
+  Ink is the minority of a photo (ink_map), which a sheet on a table that shows
+  all around it can turn upside down: its paper would be read as ink, and a wide
+  table passes for strokes. The sheet is the biggest piece of the class of grey
+  (Otsu's) that the frame mostly is not, its holes (the digits) filled.
   """
   light = grey > _otsu(grey.ravel())
   paper = ~light if _border(light).mean() >= 0.5 else light
@@ -416,33 +424,57 @@ def _sheet(grey: np.ndarray) -> np.ndarray | None:
   if not count:
     return None
   sheet = ndimage.binary_fill_holes(labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-  # Paper over half the picture is read right (ink_map), its table by _without_edges;
-  # a piece across the picture is a tight crop's digit.
-  if not SHEET_AREA <= sheet.mean() < 0.5 or (sheet[0].any() and sheet[-1].any()) or (
-      sheet[:, 0].any() and sheet[:, -1].any()):
+  if not _is_sheet(grey, paper, sheet):
     return None
+  # Its convex hull: where a shadow's slope split the paper's grey, the piece's
+  # outline is ragged there and can cut through a digit.
+  pixels = np.indices(sheet.shape).reshape(2, -1).T
+  inside = spatial.Delaunay(_hull(sheet, squares=False)).find_simplex(pixels) >= 0
+  return inside.reshape(sheet.shape)
+
+
+def _hull(mask: np.ndarray, squares: bool = True) -> np.ndarray:
+  """The corners of the convex hull of a mask's pixels, in order: of the pixels as
+  squares, or of their centres."""
+  points = np.argwhere(mask & ~ndimage.binary_erosion(mask))
+  if squares:
+    points = np.concatenate([points + step for step in ([0, 0], [0, 1], [1, 0], [1, 1])])
+  return points[spatial.ConvexHull(points).vertices]
+
+
+def _is_sheet(grey: np.ndarray, paper: np.ndarray, sheet: np.ndarray) -> bool:
+  """Whether `sheet`, a filled piece of the class `paper`, is a sheet on a table (_sheet)."""
+  table = ~sheet
+  # A piece across the picture is a tight crop's digit.
+  if sheet.mean() < SHEET_AREA or table.mean() < SHEET_TABLE or (
+      sheet[0].any() and sheet[-1].any()) or (sheet[:, 0].any() and sheet[:, -1].any()):
+    return False
+  # Over half the picture, the table around it must be of the other grey (paper
+  # that a tight crop's strokes enclose has paper of its own grey beyond them), and
+  # the two greys two levels (paper in a shadow's slope is one).
+  share = paper.mean()
+  if sheet.mean() >= 0.5 and (paper[table].mean() > 1 - SHEET_TABLE_GREY or share * (1 - share) * (
+      grey[paper].mean() - grey[~paper].mean()) ** 2 < SHEET_LEVELS * grey.var()):
+    return False
   length = _lengths(ndimage.find_objects(sheet.astype(int)))[0]
   ink = sheet & ~paper
   if (ndimage.distance_transform_edt(sheet).max() < SHEET_THICK * length or ink.any() and
       ndimage.distance_transform_edt(ink).max() > SHEET_STROKE * length):
-    return None
+    return False
+  hull = _hull(sheet)
   # The smallest rectangle around the pixels: one of its sides lies along a side of
   # their convex hull (rotating calipers).
-  edge = np.argwhere(sheet & ~ndimage.binary_erosion(sheet))
-  corners = np.concatenate([edge + step for step in ([0, 0], [0, 1], [1, 0], [1, 1])])
-  hull = corners[spatial.ConvexHull(corners).vertices]
   sides = np.roll(hull, -1, axis=0) - hull
   along = sides / np.linalg.norm(sides, axis=1, keepdims=True)
-  across = along[:, ::-1] * [1, -1]
-  rectangle = np.ptp(along @ hull.T, axis=1) * np.ptp(across @ hull.T, axis=1)
+  rectangle = np.ptp(along @ hull.T, axis=1) * np.ptp(along[:, ::-1] * [1, -1] @ hull.T, axis=1)
   if sheet.sum() < SHEET_RECTANGLE * rectangle.min():
-    return None
-  inner = ndimage.binary_erosion(sheet, iterations=2) & ~ndimage.binary_erosion(sheet, iterations=5)
+    return False
+  # Either side of its edge with the table (the frame is none).
+  inner = ndimage.binary_erosion(sheet, iterations=2, border_value=1) & ~ndimage.binary_erosion(
+      sheet, iterations=5, border_value=1)
   outer = ndimage.binary_dilation(sheet, iterations=5) & ~ndimage.binary_dilation(sheet, iterations=2)
   step = abs(np.median(grey[inner]) - np.median(grey[outer]))
-  if step < SHEET_STEP * abs(np.median(grey[sheet]) - np.median(grey[~sheet])):
-    return None
-  return sheet
+  return step >= SHEET_STEP * abs(np.median(grey[sheet]) - np.median(grey[table]))
 
 
 def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice, slice]]:

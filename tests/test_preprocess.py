@@ -552,6 +552,38 @@ def test_a_small_sheet_on_a_table_that_fills_most_of_the_photo_is_read(angle, ta
       assert abs((y0 + y1) / 2 - (top + 150)) < 40 and y1 - y0 < 220
 
 
+def shaded(image, amount, vertical):
+  """The paper darker by up to `amount` towards one side, as a shadow across it leaves it."""
+  grey = np.asarray(image, np.float64)
+  ramp = np.linspace(0, amount, grey.shape[0])[:, None] if vertical else np.linspace(
+      0, amount, grey.shape[1])[None]
+  return Image.fromarray(np.clip(grey * (1 - ramp), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize('margins,angle,table,board,shade,vertical', [
+    ((0, 36, 140, 132), -2, 111, False, 0.21, False), ((129, 28, 25, 100), -2, 115, False, 0.07, False),
+    ((158, 0, 90, 0), -1, 91, True, 0.06, True), ((65, 136, 0, 69), 1, 59, True, 0.21, False)])
+def test_a_sheet_on_a_table_of_any_grey_is_read_with_its_paper_shaded(
+    margins, angle, table, board, shade, vertical):
+  """A table of any grey at every edge of a sheet that is most of the picture, the
+  paper in a shadow's slope: the sheet itself, or the table, was read as the digit.
+  Only the number on the sheet is, and a blank sheet is refused."""
+  for sheet, wanted in ((strokes(ONE(0.3), SEVEN(0.65), size=(400, 300)), 2),
+                        (strokes(size=(400, 300)), 0)):
+    photo, (left, top) = on_table(shaded(sheet, shade, vertical), margins, angle, table)
+    if board:
+      photo = ImageOps.invert(photo)
+    if not wanted:
+      with pytest.raises(predict.ImageProblem, match='blank image'):
+        predict.preprocess_digits(photo)
+      continue
+    found = predict.preprocess_digits(photo)
+    assert len(found) == 2, [box for _, box in found]
+    for (_, (x0, y0, x1, y1)), x in zip(found, (0.3, 0.65)):
+      assert abs((x0 + x1) / 2 - (left + x * 400)) < 30 and x1 - x0 < 100
+      assert abs((y0 + y1) / 2 - (top + 150)) < 40 and y1 - y0 < 220
+
+
 def test_a_digit_cut_by_the_frame_beside_others_is_kept():
   """A number whose first digit the frame cuts along its length, as a tight crop
   does: it runs along the edge as a table would, but is as long as its neighbours,
