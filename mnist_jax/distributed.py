@@ -69,6 +69,12 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
         'SLURM and Open MPI, give every process the same --coordinator_address=HOST:PORT '
         '(process 0\'s address) and --num_processes, and its own --process_id (0 to N-1). '
         f'Every process must start within {timeout_s} s of the others.') from e
+  if jax.process_count() > 1 and jax.default_backend() == 'cpu':
+    # On CPU, JAX 0.12.1 deadlocks the first gradient exchange of a program that a
+    # process loaded from the persistent compilation cache (0.12.0.1 did not); every
+    # process compiling it afresh, it runs.
+    jax.config.update('jax_enable_compilation_cache', False)
+    logging.info('The compilation cache is off: processes on CPUs compile afresh.')
 
 
 def _wait_for_coordinator(address: str, timeout_s: float) -> None:
