@@ -26,12 +26,17 @@ from flax import nnx
 import jax
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
 from scipy import ndimage, spatial
 
 from mnist_jax import config_lib, inference, input_pipeline
 from mnist_jax.errors import UserError
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
+# HEIC is an iPhone's photo format, which Pillow reads only through pillow-heif's opener
+# (libheif: the photo turned upright, as its viewer shows it).
+pillow_heif.register_heif_opener()
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp',
+                    '.heic', '.heif', '.avif')
 MAX_PIXELS = 50_000_000  # A 50-megapixel photo is plenty; beyond, refuse.
 MAX_FILE_BYTES = 200 * 2**20
 WORK_SIZE = 256  # Longest side while finding the digit.
@@ -145,10 +150,10 @@ def _load(source) -> Image.Image:
   except Image.DecompressionBombError as e:  # A small file that claims a huge picture.
     raise ImageProblem(f'image too large: {e}') from e
   except UnidentifiedImageError as e:  # Its message names a Python object, not the file.
-    raise ImageProblem('not a readable image: not a PNG, JPEG, GIF, BMP, TIFF or WebP '
-                       'picture') from e
+    raise ImageProblem('not a readable image: not a PNG, JPEG, GIF, BMP, TIFF, WebP, HEIC '
+                       'or AVIF picture') from e
   except (OSError, SyntaxError, ValueError, EOFError) as e:
-    raise ImageProblem(f'not a readable image ({type(e).__name__}: {e})') from e
+    raise ImageProblem(f'not a readable image ({type(e).__name__}: {str(e).strip()})') from e
   return image
 
 

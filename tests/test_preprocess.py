@@ -607,7 +607,10 @@ def test_bad_files(tmp_path):
   Image.new('L', (8000, 7000), 255).save(tmp_path / 'huge.png')
   with open(tmp_path / 'big.png', 'wb') as f:  # Sparse: no disk used.
     f.truncate(predict.MAX_FILE_BYTES + 2**20)
+  drawing().convert('RGB').save(tmp_path / 'whole.heic')
+  (tmp_path / 'cut.heic').write_bytes((tmp_path / 'whole.heic').read_bytes()[:-100])
   for name, message in [('empty.png', 'empty file'), ('text.png', 'not a readable image'),
+                        ('cut.heic', r'not a readable image \(\w+: .+\)\Z'),
                         ('huge.png', 'too large'), ('missing.png', 'no such file'),
                         ('big.png', re.escape('file too large (201 MiB > 200)'))]:
     with pytest.raises(predict.ImageProblem, match=message):
@@ -616,7 +619,7 @@ def test_bad_files(tmp_path):
 
 @pytest.mark.parametrize('fmt,mode', [('PNG', 'RGB'), ('PNG', 'RGBA'), ('PNG', 'P'), ('JPEG', 'RGB'),
                                       ('BMP', 'RGB'), ('GIF', 'P'), ('TIFF', 'L'), ('WEBP', 'RGB'),
-                                      ('PNG', 'I;16')])
+                                      ('PNG', 'I;16'), ('HEIF', 'RGB'), ('AVIF', 'RGB')])
 def test_formats_and_modes(tmp_path, fmt, mode):
   base = drawing(size=(120, 160), box=(30, 30, 90, 130), ellipse=True, width=8, mode='RGB')
   image = base.convert('L').convert(mode) if mode == 'I;16' else base.convert(mode)
@@ -624,6 +627,27 @@ def test_formats_and_modes(tmp_path, fmt, mode):
   image.save(path, fmt)
   frame = predict.preprocess(path)
   assert ink_box(frame)[1] - ink_box(frame)[0] + 1 == pytest.approx(20, abs=1)
+
+
+@pytest.mark.parametrize('fmt,orientation', [('JPEG', 6), ('JPEG', 8), ('HEIF', 6), ('HEIF', 3),
+                                             ('AVIF', 8)])
+def test_a_photo_stored_turned_is_read_upright(tmp_path, fmt, orientation):
+  """Phones store a photo as the sensor saw it and say in its EXIF (JPEG, AVIF) or
+  its container (HEIC: libheif turns it) how to turn it: a 7 stored on its side is
+  read as the 7 its viewer shows, not turned."""
+  upright = strokes(SEVEN(0.5), size=(200, 300), width=16)
+  stored = upright.transpose({6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270,
+                              3: Image.Transpose.ROTATE_180}[orientation])
+  exif = Image.Exif()
+  exif[0x0112] = orientation  # EXIF's Orientation tag.
+  path = tmp_path / f'photo.{fmt.lower()}'
+  stored.convert('RGB').save(path, fmt, exif=exif.tobytes(), quality=90)
+  frame = predict.preprocess(path).astype(float)
+  expected = predict.preprocess(upright).astype(float)
+  turns = [np.rot90(expected, k) for k in range(4)]
+  turns += [np.fliplr(t) for t in turns]
+  match = [np.corrcoef(frame.ravel(), t.ravel())[0, 1] for t in turns]
+  assert np.argmax(match) == 0 and match[0] > 0.9, match
 
 
 def test_odd_arrays_one_colour_in_16_bits_one_pixel_wide_or_in_floats(tmp_path):
@@ -639,10 +663,11 @@ def test_odd_arrays_one_colour_in_16_bits_one_pixel_wide_or_in_floats(tmp_path):
 
 def test_folders_are_searched_recursively(tmp_path):
   (tmp_path / 'a' / 'b').mkdir(parents=True)
-  for path in ('one.png', 'a/two.JPG', 'a/b/three.webp', 'a/notes.txt'):
+  for path in ('one.png', 'a/two.JPG', 'a/b/three.webp', 'a/b/four.HEIC', 'a/notes.txt'):
     (tmp_path / path).write_bytes(b'x')
   found = predict.image_paths([str(tmp_path)])
-  assert [p[len(str(tmp_path)) + 1:] for p in found] == ['one.png', 'a/two.JPG', 'a/b/three.webp']
+  assert [p[len(str(tmp_path)) + 1:] for p in found] == ['one.png', 'a/two.JPG', 'a/b/four.HEIC',
+                                                         'a/b/three.webp']
 
 
 def side_by_side(digits, gap):
