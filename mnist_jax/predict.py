@@ -39,6 +39,8 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.
                     '.heic', '.heif', '.avif')
 MAX_PIXELS = 50_000_000  # A 50-megapixel photo is plenty; beyond, refuse.
 MAX_FILE_BYTES = 200 * 2**20
+FULL_SIZE = 'mnist_jax_full_size'  # In a PIL image's info: its file's size, read smaller.
+EXIF_ORIENTATION = 0x0112
 WORK_SIZE = 256  # Longest side while finding the digit.
 DIGIT_BOX = 20  # MNIST: the digit's longer side, in pixels.
 FRAME = 28
@@ -145,8 +147,12 @@ def _load(source) -> Image.Image:
     image.seek(0)
     # JPEG decodes at 1/2, 1/4 or 1/8 scale for free: the digit is found at
     # WORK_SIZE anyway (3000x4000 photos: 3.6 -> 13.6 a second end to end).
+    # read_picture gives the boxes in the file's own pixels all the same.
+    full = image.size
     image.draft(image.mode, (2 * WORK_SIZE, 2 * WORK_SIZE))
     image.load()
+    if image.size != full:
+      image.info[FULL_SIZE] = full
   except Image.DecompressionBombError as e:  # A small file that claims a huge picture.
     raise ImageProblem(f'image too large: {e}') from e
   except UnidentifiedImageError as e:  # Its message names a Python object, not the file.
@@ -730,8 +736,28 @@ def preprocess(image) -> np.ndarray:
 
 
 def preprocess_digits(image, classify=None) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-  """A path, PIL image or array -> its digits, left to right (read_digits)."""
-  return read_digits(to_grey_array(image), classify)
+  """A path, PIL image or array -> its digits, left to right (read_digits), each box
+  in the picture's own pixels, the picture upright."""
+  return read_picture(image, classify)[0]
+
+
+def read_picture(image, classify=None):
+  """preprocess_digits, and the frame of its boxes: the picture's (width, height)
+  upright, as its viewer shows it (a phone's photo stored on its side, turned)."""
+  if isinstance(image, (str, os.PathLike)):
+    image = open_image(os.fspath(image))
+  grey = to_grey_array(image)
+  found = read_digits(grey, classify)
+  h, w = grey.shape
+  full = image.info.get(FULL_SIZE) if isinstance(image, Image.Image) else None
+  if full is None:
+    return found, (w, h)
+  if image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):  # Stored a quarter turned.
+    full = full[::-1]
+  sx, sy = full[0] / w, full[1] / h
+  return [(digit, (int(x0 * sx), int(y0 * sy), min(full[0], int(np.ceil(x1 * sx))),
+                   min(full[1], int(np.ceil(y1 * sy)))))
+          for digit, (x0, y0, x1, y1) in found], full
 
 
 def image_paths(paths: Sequence[str], problems: list | None = None) -> list[str]:

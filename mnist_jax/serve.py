@@ -226,12 +226,11 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
     return JSONResponse({'error': message}, status_code=status)
 
   def answer(data: bytes) -> dict:
-    image = predict.open_bytes(data)
-    found = predict.preprocess_digits(image, predictor.classify)
+    found, size = predict.read_picture(predict.open_bytes(data), predictor.classify)
     out = predictor.read(found, predictor.classify([digit for digit, _ in found]))
     for digit, (image28, _) in zip(out['digits'], found):
       digit['preprocessed'] = png_base64(image28)
-    out['size'] = [image.width, image.height]  # The boxes' frame of reference.
+    out['size'] = list(size)  # The boxes' frame of reference.
     if len(found) == 1:
       out['preprocessed'] = out['digits'][0]['preprocessed']
     return out

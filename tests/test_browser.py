@@ -97,15 +97,19 @@ def button_rows(page):
       })""")
 
 
-def box_pixels(page, tmp_path):
+def box_pixels(page, tmp_path, extents=False):
   """How many pixels of the boxes' colours (green, amber) the screen shows over the
-  drawing's left and right halves."""
+  drawing's left and right halves; with `extents`, the columns the boxes span on
+  the screen and those the dark ink spans."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   shot = tmp_path / 'layers.png'
   page.locator('.layers').screenshot(path=str(shot))
   pixels = np.asarray(Image.open(shot).convert('RGB')).astype(int)
   r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
   coloured = ((g > 120) & (r < 80) & (b < 100)) | ((r > 180) & (g > 120) & (g < 190) & (b < 60))
+  if extents:
+    span = lambda mask: (np.flatnonzero(mask.any(0))[[0, -1]]).tolist()
+    return span(coloured), span(pixels.max(-1) < 90)
   half = coloured.shape[1] // 2
   return int(coloured[:, :half].sum()), int(coloured[:, half:].sum())
 
@@ -197,15 +201,22 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       probabilities = predict.Predictor.from_workdir(digit_model).classify(test.images[:200])
       clear = np.flatnonzero((probabilities.max(1) > 0.98)
                              & (probabilities.argmax(1) == test.labels[:200]))[:3]
-      photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).save(
-          tmp_path / 'number.jpg', quality=85)
+      # Stored on its side, as phones store photos, with EXIF saying to turn it.
+      exif = Image.Exif()
+      exif[0x0112] = 6
+      photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).transpose(
+          Image.Transpose.ROTATE_90).save(tmp_path / 'number.jpg', quality=85,
+                                          exif=exif.tobytes())
       status = page.locator('#status').text_content()
       page.set_input_files('#file', str(tmp_path / 'number.jpg'))
       number = ''.join(str(l) for l in test.labels[clear])
       assert answer(page, status).rstrip('?') == number
       assert page.locator('#digits li').count() == 3
-      assert dark_pixels(page) > 1000  # The photo, on the canvas,
-      assert sum(box_pixels(page, tmp_path)) > 300  # with a box over each digit.
+      assert dark_pixels(page) > 1000  # The photo, on the canvas, upright,
+      assert sum(box_pixels(page, tmp_path)) > 300  # with a box over each digit:
+      (box_left, box_right), (ink_left, ink_right) = box_pixels(page, tmp_path, extents=True)
+      assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
+          box_left, box_right, ink_left, ink_right)  # the boxes where the digits are.
 
       # The samples: test images to click.
       assert page.locator('#sample-list button').count() == 12  # 0-9, 2026 and 314.

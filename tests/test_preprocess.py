@@ -650,6 +650,24 @@ def test_a_photo_stored_turned_is_read_upright(tmp_path, fmt, orientation):
   assert np.argmax(match) == 0 and match[0] > 0.9, match
 
 
+@pytest.mark.parametrize('orientation', [1, 6, 8])
+def test_boxes_of_a_large_photo_are_in_its_own_pixels_upright(tmp_path, orientation):
+  """A phone's 2400x1800 JPEG of 1 7 1, read at a quarter of its size and maybe
+  stored on its side: each box is around its digit in the photo as a viewer shows it."""
+  upright = strokes(ONE(0.2), SEVEN(0.5), ONE(0.8), size=(2400, 1800), width=60).convert('RGB')
+  stored = {1: upright, 6: upright.transpose(Image.Transpose.ROTATE_90),
+            8: upright.transpose(Image.Transpose.ROTATE_270)}[orientation]
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  stored.save(tmp_path / 'photo.jpg', quality=90, exif=exif.tobytes())
+  assert max(predict.open_image(str(tmp_path / 'photo.jpg')).size) < 2400  # Read smaller.
+  found, size = predict.read_picture(tmp_path / 'photo.jpg')
+  assert size == (2400, 1800)
+  assert len(found) == 3
+  for (_, (x0, y0, x1, y1)), x in zip(found, (0.2, 0.5, 0.8)):
+    assert x0 < x * 2400 < x1 and abs(y0 - 0.2 * 1800) < 60 and abs(y1 - 0.8 * 1800) < 60
+
+
 def test_odd_arrays_one_colour_in_16_bits_one_pixel_wide_or_in_floats(tmp_path):
   Image.new('I;16', (50, 50), 3000).save(tmp_path / 'flat.png')
   with warnings.catch_warnings(), pytest.raises(predict.ImageProblem, match='blank'):

@@ -98,6 +98,16 @@ def test_a_number_gets_each_digit_with_its_box_and_a_dot_is_refused(client):
   assert x0 < 140 < x1 <= x2 < 280 + 0.45 * 280 < x3 <= 560  # Around each digit, in order.
   for digit in answer['digits']:
     assert len(digit['probabilities']) == 10 and digit['preprocessed']
+  # A phone's JPEG stored on its side (EXIF orientation 6): the boxes' frame is the
+  # picture as the page shows it, upright (the page lays the boxes over it).
+  turned = io.BytesIO()
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  wide.transpose(Image.Transpose.ROTATE_90).save(turned, 'JPEG', exif=exif.tobytes())
+  answer_turned = post(client, turned.getvalue(), 'photo.jpg').json()
+  assert answer_turned['size'] == [560, 280] and answer_turned['number'] == '17', answer_turned
+  np.testing.assert_allclose([d['box'] for d in answer_turned['digits']],
+                             [d['box'] for d in answer['digits']], atol=3)
   dot = Image.new('L', (280, 280), 255)
   ImageDraw.Draw(dot).ellipse((130, 130, 150, 150), fill=0)
   response = post(client, png(dot))
