@@ -43,6 +43,15 @@ def synthetic_split(n, seed=0):
   return input_pipeline.Split(images, labels)
 
 
+def turned(orientation: int) -> bytes:
+  """EXIF whose Orientation tag tells a viewer how to turn the picture stored (6: a
+  quarter clockwise, as phones store upright photos), for `Image.save(exif=...)`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  return exif.tobytes()
+
+
 def tiny_command(workdir, mnist_dirs, *flags, config='tiny'):
   """`python main.py` training the tiny config (or `config`) on the real MNIST, plus `flags`."""
   return [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',

@@ -11,7 +11,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from conftest import serving
+from conftest import serving, turned
 from mnist_jax import input_pipeline
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -202,11 +202,8 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       clear = np.flatnonzero((probabilities.max(1) > 0.98)
                              & (probabilities.argmax(1) == test.labels[:200]))[:3]
       # Stored on its side, as phones store photos, with EXIF saying to turn it.
-      exif = Image.Exif()
-      exif[0x0112] = 6
       photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).transpose(
-          Image.Transpose.ROTATE_90).save(tmp_path / 'number.jpg', quality=85,
-                                          exif=exif.tobytes())
+          Image.Transpose.ROTATE_90).save(tmp_path / 'number.jpg', quality=85, exif=turned(6))
       status = page.locator('#status').text_content()
       page.set_input_files('#file', str(tmp_path / 'number.jpg'))
       number = ''.join(str(l) for l in test.labels[clear])

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from scipy import ndimage
 
+from conftest import turned
 from mnist_jax import input_pipeline, predict
 
 # Some tests check the preparation's steps one by one, through its private helpers.
@@ -638,10 +639,8 @@ def test_a_photo_stored_turned_is_read_upright(tmp_path, fmt, orientation):
   upright = strokes(SEVEN(0.5), size=(200, 300), width=16)
   stored = upright.transpose({6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270,
                               3: Image.Transpose.ROTATE_180}[orientation])
-  exif = Image.Exif()
-  exif[0x0112] = orientation  # EXIF's Orientation tag.
   path = tmp_path / f'photo.{fmt.lower()}'
-  stored.convert('RGB').save(path, fmt, exif=exif.tobytes(), quality=90)
+  stored.convert('RGB').save(path, fmt, exif=turned(orientation), quality=90)
   frame = predict.preprocess(path).astype(float)
   expected = predict.preprocess(upright).astype(float)
   turns = [np.rot90(expected, k) for k in range(4)]
@@ -652,14 +651,12 @@ def test_a_photo_stored_turned_is_read_upright(tmp_path, fmt, orientation):
 
 @pytest.mark.parametrize('orientation', [1, 6, 8])
 def test_boxes_of_a_large_photo_are_in_its_own_pixels_upright(tmp_path, orientation):
-  """A phone's 2400x1800 JPEG of 1 7 1, read at a quarter of its size and maybe
-  stored on its side: each box is around its digit in the photo as a viewer shows it."""
+  """A phone's 2400x1800 JPEG of 1 7 1, read at half its size and maybe stored on
+  its side: each box is around its digit in the photo as a viewer shows it."""
   upright = strokes(ONE(0.2), SEVEN(0.5), ONE(0.8), size=(2400, 1800), width=60).convert('RGB')
   stored = {1: upright, 6: upright.transpose(Image.Transpose.ROTATE_90),
             8: upright.transpose(Image.Transpose.ROTATE_270)}[orientation]
-  exif = Image.Exif()
-  exif[0x0112] = orientation
-  stored.save(tmp_path / 'photo.jpg', quality=90, exif=exif.tobytes())
+  stored.save(tmp_path / 'photo.jpg', quality=90, exif=turned(orientation))
   assert max(predict.open_image(str(tmp_path / 'photo.jpg')).size) < 2400  # Read smaller.
   found, size = predict.read_picture(tmp_path / 'photo.jpg')
   assert size == (2400, 1800)

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 import uvicorn
 
-from conftest import free_port, serving, start_server
+from conftest import free_port, serving, start_server, turned
 from mnist_jax import predict, serve
 
 starlette_testclient = pytest.importorskip('starlette.testclient')
@@ -100,11 +100,9 @@ def test_a_number_gets_each_digit_with_its_box_and_a_dot_is_refused(client):
     assert len(digit['probabilities']) == 10 and digit['preprocessed']
   # A phone's JPEG stored on its side (EXIF orientation 6): the boxes' frame is the
   # picture as the page shows it, upright (the page lays the boxes over it).
-  turned = io.BytesIO()
-  exif = Image.Exif()
-  exif[0x0112] = 6
-  wide.transpose(Image.Transpose.ROTATE_90).save(turned, 'JPEG', exif=exif.tobytes())
-  answer_turned = post(client, turned.getvalue(), 'photo.jpg').json()
+  photo = io.BytesIO()
+  wide.transpose(Image.Transpose.ROTATE_90).save(photo, 'JPEG', exif=turned(6))
+  answer_turned = post(client, photo.getvalue(), 'photo.jpg').json()
   assert answer_turned['size'] == [560, 280] and answer_turned['number'] == '17', answer_turned
   np.testing.assert_allclose([d['box'] for d in answer_turned['digits']],
                              [d['box'] for d in answer['digits']], atol=3)
