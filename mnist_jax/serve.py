@@ -27,7 +27,7 @@ import socket
 
 from absl import logging
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -44,6 +44,7 @@ from mnist_jax import config_lib, input_pipeline, predict, workdir as workdir_li
 from mnist_jax.errors import UserError
 
 MAX_UPLOAD_BYTES = 10 * 2**20
+PREVIEW_SIDE = 560  # Twice the page's canvas: sharp on a phone's screen.
 WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'web')
 # The page may load only what this server serves (and draw images it made).
 # No other site may show it in a frame (clickjacking).
@@ -150,6 +151,15 @@ def png_base64(digit: np.ndarray) -> str:
   return base64.b64encode(buffer.getvalue()).decode('ascii')
 
 
+def preview_url(image: Image.Image) -> str:
+  """The picture upright, at most PREVIEW_SIDE pixels a side, as a JPEG data URL."""
+  image = ImageOps.exif_transpose(image).convert('RGB')
+  image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+  buffer = io.BytesIO()
+  image.save(buffer, format='JPEG', quality=85)
+  return 'data:image/jpeg;base64,' + base64.b64encode(buffer.getvalue()).decode('ascii')
+
+
 def config_name(config) -> str:
   """Which file in configs/ the run's config is, and what it changed, e.g.
   'fast (seed=3)'; the closest file where it matches none."""
@@ -225,14 +235,17 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
   def error(message: str, status: int = 400):
     return JSONResponse({'error': message}, status_code=status)
 
-  def answer(data: bytes) -> dict:
-    found, size = predict.read_picture(predict.open_bytes(data), predictor.classify)
+  def answer(data: bytes, preview: bool) -> dict:
+    image = predict.open_bytes(data)
+    found, size = predict.read_picture(image, predictor.classify)
     out = predictor.read(found, predictor.classify([digit for digit, _ in found]))
     for digit, (image28, _) in zip(out['digits'], found):
       digit['preprocessed'] = png_base64(image28)
     out['size'] = list(size)  # The boxes' frame of reference.
     if len(found) == 1:
       out['preprocessed'] = out['digits'][0]['preprocessed']
+    if preview:  # For a browser that cannot decode the picture (HEIC in Chrome).
+      out['preview'] = preview_url(image)
     return out
 
   async def predict_endpoint(request: Request):
@@ -244,12 +257,13 @@ def create_app(workdir: str, predictor: predict.Predictor | None = None):
         if upload is None or isinstance(upload, str):
           return error('no file in the field "image"')
         data = await upload.read()
+        preview = form.get('preview') == '1'
     except _TooLarge:
       raise
     except Exception as e:  # pylint: disable=broad-except  # A malformed multipart body.
       return error(f'could not read the upload: {e}')
     try:
-      return JSONResponse(await run_in_threadpool(answer, data))
+      return JSONResponse(await run_in_threadpool(answer, data, preview))
     except predict.ImageProblem as e:
       return error(str(e), 422 if str(e).startswith(('blank', 'too small')) else 400)
 

@@ -67,15 +67,18 @@ def bars(page):
       kind: li.className}))""")
 
 
+DARK_PIXELS = """() => {
+    const c = document.getElementById('canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) n += d[i] < 128;
+    return n;
+}"""
+
+
 def dark_pixels(page):
   """How many of the canvas's pixels are dark: ink drawn or a picture shown."""
-  return page.evaluate("""() => {
-      const c = document.getElementById('canvas');
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 0; i < d.length; i += 4) n += d[i] < 128;
-      return n;
-  }""")
+  return page.evaluate(DARK_PIXELS)
 
 
 def inside_first_screen(page, selector):
@@ -202,8 +205,9 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       clear = np.flatnonzero((probabilities.max(1) > 0.98)
                              & (probabilities.argmax(1) == test.labels[:200]))[:3]
       # Stored on its side, as phones store photos, with EXIF saying to turn it.
-      photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).transpose(
-          Image.Transpose.ROTATE_90).save(tmp_path / 'number.jpg', quality=85, exif=turned(6))
+      photo = photographed_number(test.images[clear, ..., 0], np.random.default_rng(0)).transpose(
+          Image.Transpose.ROTATE_90)
+      photo.save(tmp_path / 'number.jpg', quality=85, exif=turned(6))
       status = page.locator('#status').text_content()
       page.set_input_files('#file', str(tmp_path / 'number.jpg'))
       number = ''.join(str(l) for l in test.labels[clear])
@@ -214,6 +218,18 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       (box_left, box_right), (ink_left, ink_right) = box_pixels(page, tmp_path, extents=True)
       assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
           box_left, box_right, ink_left, ink_right)  # the boxes where the digits are.
+      # The same as an iPhone's HEIC, which Chromium cannot decode: the page asks for
+      # the server's view of it and shows that, upright, the boxes over its digits.
+      photo.save(tmp_path / 'number.heic', exif=turned(6))
+      status = page.locator('#status').text_content()
+      with page.expect_response('**/api/predict') as sent:
+        page.set_input_files('#file', str(tmp_path / 'number.heic'))
+      assert sent.value.json()['preview'].startswith('data:image/jpeg;base64,')
+      assert answer(page, status).rstrip('?') == number
+      page.wait_for_function(f'() => ({DARK_PIXELS})() > 1000', timeout=10_000)
+      (box_left, box_right), (ink_left, ink_right) = box_pixels(page, tmp_path, extents=True)
+      assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
+          box_left, box_right, ink_left, ink_right)
 
       # The samples: test images to click.
       assert page.locator('#sample-list button').count() == 12  # 0-9, 2026 and 314.

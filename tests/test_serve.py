@@ -106,6 +106,14 @@ def test_a_number_gets_each_digit_with_its_box_and_a_dot_is_refused(client):
   assert answer_turned['size'] == [560, 280] and answer_turned['number'] == '17', answer_turned
   np.testing.assert_allclose([d['box'] for d in answer_turned['digits']],
                              [d['box'] for d in answer['digits']], atol=3)
+  # Asked for, the picture as the server read it, upright (for a browser that cannot
+  # decode it); not otherwise.
+  assert 'preview' not in answer_turned
+  with_preview = client.post('/api/predict', data={'preview': '1'},
+                             files={'image': ('photo.jpg', photo.getvalue(), 'image/jpeg')}).json()
+  header, encoded = with_preview['preview'].split(',')
+  assert header == 'data:image/jpeg;base64'
+  assert Image.open(io.BytesIO(base64.b64decode(encoded))).size == (560, 280)
   dot = Image.new('L', (280, 280), 255)
   ImageDraw.Draw(dot).ellipse((130, 130, 150, 150), fill=0)
   response = post(client, png(dot))

@@ -122,27 +122,42 @@ function sendDrawing() {
   canvas.toBlob((blob) => send(blob, 'drawing.png', 'your drawing'), 'image/png');
 }
 
-function sendFile(file) {
+async function sendFile(file) {
   if (!file) return;
   strokes.length = 0;
   redraw();
-  picture = true;  // The answer's boxes go over the picture as showPicture places it.
-  showPicture(file);
-  send(file, file.name, file.name);
+  picture = true;  // The answer's boxes go over the picture as drawPicture places it.
+  // One the browser cannot decode (HEIC in Chrome) is shown as the server read it.
+  const shown = await showPicture(file);
+  send(file, file.name, file.name, !shown);
 }
 
-// The uploaded picture on the canvas, whole and centred, as the person sees it.
+// The uploaded picture on the canvas, upright as the person sees it; false if the
+// browser cannot decode it.
 async function showPicture(file) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, {imageOrientation: 'from-image'});
   } catch (error) {
-    return;  // Not a picture the browser decodes: the server's answer says why.
+    return false;
   }
-  const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
-  const [w, h] = [bitmap.width * scale, bitmap.height * scale];
-  context.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  drawPicture(bitmap);
   bitmap.close();
+  return true;
+}
+
+// A picture whole and centred on the canvas.
+function drawPicture(image) {
+  const scale = Math.min(canvas.width / image.width, canvas.height / image.height);
+  const [w, h] = [image.width * scale, image.height * scale];
+  context.drawImage(image, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+}
+
+// The server's view of a picture the browser could not decode (a JPEG data URL).
+function showPreview(url) {
+  const image = new Image();
+  image.addEventListener('load', () => drawPicture(image));
+  image.src = url;
 }
 
 // Where a picture of `size` [w, h] lies on the canvas: whole and centred (as
@@ -174,10 +189,11 @@ function drawBoxes(digits, size) {
   });
 }
 
-async function send(blob, filename, what) {
+async function send(blob, filename, what, preview = false) {
   const request = ++latest;
   const body = new FormData();
   body.append('image', blob, filename);
+  if (preview) body.append('preview', '1');
   showStatus(`Reading ${what}…`);
   let answer;
   try {
@@ -191,7 +207,9 @@ async function send(blob, filename, what) {
     }
     return;
   }
-  if (request === latest) showAnswer(answer, what);
+  if (request !== latest) return;
+  if (answer.preview) showPreview(answer.preview);
+  showAnswer(answer, what);
 }
 
 // One digit as a verdict (or doubt, with the runner-up); several as the number, a
