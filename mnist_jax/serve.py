@@ -152,8 +152,12 @@ def png_base64(digit: np.ndarray) -> str:
 
 
 def preview_url(image: Image.Image) -> str:
-  """The picture upright, at most PREVIEW_SIDE pixels a side, as a JPEG data URL."""
-  image = ImageOps.exif_transpose(image).convert('RGB')
+  """The picture upright, at most PREVIEW_SIDE pixels a side, as a JPEG data URL: in
+  colour, or (16 bits, floats, transparency) as the grey predict reads."""
+  if image.mode in ('RGB', 'L'):
+    image = ImageOps.exif_transpose(image)
+  else:
+    image = Image.fromarray((predict.to_grey(image) * 255).round().astype(np.uint8))
   image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
   buffer = io.BytesIO()
   image.save(buffer, format='JPEG', quality=85)

@@ -290,3 +290,15 @@ def test_a_client_that_never_sends_its_request_head_is_dropped():
   finally:
     server.should_exit = True
     thread.join(10)
+
+
+def test_a_preview_shows_what_a_16_bit_scan_holds():
+  """A 16-bit TIFF (which no browser decodes) in values above 255: the preview shows
+  its dark ink on light paper, as predict reads it, not one clipped white."""
+  scan = np.full((60, 80), 3000, np.uint16)
+  scan[20:40, 20:60] = 200
+  buffer = io.BytesIO()
+  Image.fromarray(scan).save(buffer, 'TIFF')
+  url = serve.preview_url(Image.open(io.BytesIO(buffer.getvalue())))
+  shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(',')[1]))).convert('L'))
+  assert shown[30, 40] < 50 and shown[5, 5] > 200, (shown[30, 40], shown[5, 5])
