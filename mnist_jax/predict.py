@@ -26,15 +26,19 @@ from flax import nnx
 import jax
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-import pillow_heif
 from scipy import ndimage, spatial
 
 from mnist_jax import config_lib, inference, input_pipeline
 from mnist_jax.errors import UserError
 
 # HEIC is an iPhone's photo format, which Pillow reads only through pillow-heif's opener
-# (libheif: the photo turned upright, as its viewer shows it).
-pillow_heif.register_heif_opener()
+# (libheif: the photo turned upright, as its viewer shows it), installed with
+# requirements.txt (pip install pillow-heif).
+try:
+  import pillow_heif  # pylint: disable=g-import-not-at-top
+  pillow_heif.register_heif_opener()
+except ImportError:
+  pillow_heif = None
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp',
                     '.heic', '.heif', '.avif')
 MAX_PIXELS = 50_000_000  # A 50-megapixel photo is plenty; beyond, refuse.
@@ -156,11 +160,25 @@ def _load(source) -> Image.Image:
   except Image.DecompressionBombError as e:  # A small file that claims a huge picture.
     raise ImageProblem(f'image too large: {e}') from e
   except UnidentifiedImageError as e:  # Its message names a Python object, not the file.
+    if _is_heif(source):
+      raise ImageProblem('a HEIC picture, which needs pillow-heif: pip install pillow-heif') from e
     raise ImageProblem('not a readable image: not a PNG, JPEG, GIF, BMP, TIFF, WebP, HEIC '
                        'or AVIF picture') from e
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     raise ImageProblem(f'not a readable image ({type(e).__name__}: {str(e).strip()})') from e
   return image
+
+
+def _is_heif(source) -> bool:
+  """Whether a file (path or stream) starts as HEIC/HEIF does: an ISO 'ftyp' box of
+  an HEVC image brand."""
+  if isinstance(source, io.BytesIO):
+    head = source.getvalue()[:12]
+  else:
+    with open(source, 'rb') as f:
+      head = f.read(12)
+  return head[4:8] == b'ftyp' and head[8:12] in (b'heic', b'heix', b'hevc', b'hevx', b'mif1',
+                                                   b'msf1', b'heim', b'heis')
 
 
 def to_grey(image: Image.Image) -> np.ndarray:

@@ -618,6 +618,17 @@ def test_bad_files(tmp_path):
       predict.preprocess(tmp_path / name)
 
 
+def test_a_heic_photo_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
+  """pillow-heif is requirements.txt's, not the package's (Colab is not made to
+  upgrade its Pillow for it): without it, a HEIC photo is one message saying so."""
+  drawing().convert('RGB').save(tmp_path / 'photo.heic')
+  monkeypatch.setattr(Image, 'ID', [i for i in Image.ID if i != 'HEIF'])
+  with pytest.raises(predict.ImageProblem, match='HEIC picture.*pip install pillow-heif'):
+    predict.preprocess(tmp_path / 'photo.heic')
+  with pytest.raises(predict.ImageProblem, match='HEIC picture'):
+    predict.open_bytes((tmp_path / 'photo.heic').read_bytes())
+
+
 @pytest.mark.parametrize('fmt,mode', [('PNG', 'RGB'), ('PNG', 'RGBA'), ('PNG', 'P'), ('JPEG', 'RGB'),
                                       ('BMP', 'RGB'), ('GIF', 'P'), ('TIFF', 'L'), ('WEBP', 'RGB'),
                                       ('PNG', 'I;16'), ('HEIF', 'RGB'), ('AVIF', 'RGB')])
