@@ -33,12 +33,12 @@ from mnist_jax.errors import UserError
 
 # HEIC is an iPhone's photo format, which Pillow reads only through pillow-heif's opener
 # (libheif: the photo turned upright, as its viewer shows it), installed with
-# requirements.txt (pip install pillow-heif).
+# requirements.txt. Without it, _load names what to install.
 try:
   import pillow_heif  # pylint: disable=g-import-not-at-top
   pillow_heif.register_heif_opener()
 except ImportError:
-  pillow_heif = None
+  pass
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp',
                     '.heic', '.heif', '.avif')
 MAX_PIXELS = 50_000_000  # A 50-megapixel photo is plenty; beyond, refuse.

@@ -100,21 +100,32 @@ def button_rows(page):
       })""")
 
 
-def box_pixels(page, tmp_path, extents=False):
-  """How many pixels of the boxes' colours (green, amber) the screen shows over the
-  drawing's left and right halves; with `extents`, the columns the boxes span on
-  the screen and those the dark ink spans."""
+def layers(page, tmp_path):
+  """The drawing and its boxes as the screen shows them: RGB pixels, and where the
+  boxes' colours (green, amber) are."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   shot = tmp_path / 'layers.png'
   page.locator('.layers').screenshot(path=str(shot))
   pixels = np.asarray(Image.open(shot).convert('RGB')).astype(int)
   r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-  coloured = ((g > 120) & (r < 80) & (b < 100)) | ((r > 180) & (g > 120) & (g < 190) & (b < 60))
-  if extents:
-    span = lambda mask: (np.flatnonzero(mask.any(0))[[0, -1]]).tolist()
-    return span(coloured), span(pixels.max(-1) < 90)
+  return pixels, ((g > 120) & (r < 80) & (b < 100)) | ((r > 180) & (g > 120) & (g < 190) & (b < 60))
+
+
+def box_pixels(page, tmp_path):
+  """How many pixels of the boxes' colours the screen shows over the drawing's left
+  and right halves."""
+  _, coloured = layers(page, tmp_path)
   half = coloured.shape[1] // 2
   return int(coloured[:, :half].sum()), int(coloured[:, half:].sum())
+
+
+def assert_boxes_span_the_ink(page, tmp_path):
+  """On the screen, the boxes span the columns the dark ink spans (within 15 px)."""
+  pixels, coloured = layers(page, tmp_path)
+  span = lambda mask: np.flatnonzero(mask.any(0))[[0, -1]].tolist()
+  (box_left, box_right), (ink_left, ink_right) = span(coloured), span(pixels.max(-1) < 90)
+  assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
+      box_left, box_right, ink_left, ink_right)
 
 
 def photographed_number(digits, rng):
@@ -214,10 +225,8 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       assert answer(page, status).rstrip('?') == number
       assert page.locator('#digits li').count() == 3
       assert dark_pixels(page) > 1000  # The photo, on the canvas, upright,
-      assert sum(box_pixels(page, tmp_path)) > 300  # with a box over each digit:
-      (box_left, box_right), (ink_left, ink_right) = box_pixels(page, tmp_path, extents=True)
-      assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
-          box_left, box_right, ink_left, ink_right)  # the boxes where the digits are.
+      assert sum(box_pixels(page, tmp_path)) > 300  # with a box over each digit,
+      assert_boxes_span_the_ink(page, tmp_path)  # where the digits are.
       # The same as an iPhone's HEIC, which Chromium cannot decode: the page asks for
       # the server's view of it and shows that, upright, the boxes over its digits.
       photo.save(tmp_path / 'number.heic', exif=turned(6))
@@ -227,9 +236,7 @@ def test_draw_digits_and_upload_in_chromium(url, mnist, digit_model, tmp_path):
       assert sent.value.json()['preview'].startswith('data:image/jpeg;base64,')
       assert answer(page, status).rstrip('?') == number
       page.wait_for_function(f'() => ({DARK_PIXELS})() > 1000', timeout=10_000)
-      (box_left, box_right), (ink_left, ink_right) = box_pixels(page, tmp_path, extents=True)
-      assert abs(box_left - ink_left) < 15 and abs(box_right - ink_right) < 15, (
-          box_left, box_right, ink_left, ink_right)
+      assert_boxes_span_the_ink(page, tmp_path)
 
       # The samples: test images to click.
       assert page.locator('#sample-list button').count() == 12  # 0-9, 2026 and 314.

@@ -61,6 +61,13 @@ def post(client, data: bytes, name='digit.png', field='image'):
   return client.post('/api/predict', files={field: (name, data, 'image/png')})
 
 
+def preview_image(url: str) -> Image.Image:
+  """The picture in a preview's JPEG data URL."""
+  header, encoded = url.split(',')
+  assert header == 'data:image/jpeg;base64'
+  return Image.open(io.BytesIO(base64.b64decode(encoded)))
+
+
 def test_known_digits_get_their_answers(client, digit_model, mnist):
   test = mnist['test']
   pictures = [mnist_png(test.images[i]) for i in range(20)]
@@ -111,9 +118,7 @@ def test_a_number_gets_each_digit_with_its_box_and_a_dot_is_refused(client):
   assert 'preview' not in answer_turned
   with_preview = client.post('/api/predict', data={'preview': '1'},
                              files={'image': ('photo.jpg', photo.getvalue(), 'image/jpeg')}).json()
-  header, encoded = with_preview['preview'].split(',')
-  assert header == 'data:image/jpeg;base64'
-  assert Image.open(io.BytesIO(base64.b64decode(encoded))).size == (560, 280)
+  assert preview_image(with_preview['preview']).size == (560, 280)
   dot = Image.new('L', (280, 280), 255)
   ImageDraw.Draw(dot).ellipse((130, 130, 150, 150), fill=0)
   response = post(client, png(dot))
@@ -299,6 +304,6 @@ def test_a_preview_shows_what_a_16_bit_scan_holds():
   scan[20:40, 20:60] = 200
   buffer = io.BytesIO()
   Image.fromarray(scan).save(buffer, 'TIFF')
-  url = serve.preview_url(Image.open(io.BytesIO(buffer.getvalue())))
-  shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(',')[1]))).convert('L'))
+  shown = np.asarray(preview_image(serve.preview_url(Image.open(io.BytesIO(buffer.getvalue()))))
+                     .convert('L'))
   assert shown[30, 40] < 50 and shown[5, 5] > 200, (shown[30, 40], shown[5, 5])
