@@ -113,6 +113,16 @@ SHEET_STROKE = 0.15
 SHEET_STEP = 0.5
 SHEET_TABLE_GREY = 0.8
 SHEET_LEVELS = 0.75
+# Ruled and squared paper (_without_rulings): straight lines at most RULING_TILT
+# degrees from level or plumb (the paper turned) whose ink (over the paper by
+# RULING_LEVEL of the strongest ink, and by 3 sigmas of its noise) covers
+# RULING_COVER of their length, at most RULING_WIDTH of the picture's longer side
+# thick. On them, ink over RULING_KEEP times theirs is a stroke written over a line.
+RULING_TILT = 10
+RULING_LEVEL = 0.1
+RULING_COVER = 0.8
+RULING_WIDTH = 0.03
+RULING_KEEP = 1.25
 
 
 class ImageProblem(ValueError):
@@ -377,6 +387,84 @@ def _without_edges(ink: np.ndarray) -> np.ndarray:
   return ink
 
 
+def _without_rulings(ink: np.ndarray) -> np.ndarray:
+  """A photo's ink less the lines of ruled or squared paper (see RULING_TILT): where
+  two or more run one way, those and any that cross them (a margin) are painted over.
+
+  Two, since a digit cut tight may have one stroke from edge to edge (a 1), or one
+  each way (a 4), but not two side by side. A ruling's pixels, and its blurred
+  fringe 2 pixels either side, take the lesser of the ink just beyond it on either
+  side (within a ruling's width along it), so that a stroke crossing it stays whole;
+  so does a stroke darker than the ruling, unless where rulings cross.
+  """
+  (level, long_level, level_width), (plumb, long_plumb, plumb_width) = (
+      _rulings(ink), _rulings(ink.T))
+  if max(long_level, long_plumb) < 2:
+    return ink
+  plumb = plumb.T
+  bands = (ndimage.binary_dilation(level, np.ones((5, 1), bool)),
+           ndimage.binary_dilation(plumb, np.ones((1, 5), bool)))
+  crossings = bands[0] & bands[1]
+  original = ink
+  for ruling, band, across, width, turn in ((level, *bands, level_width, False),
+                                            (plumb, *bands[::-1], plumb_width, True)):
+    if not width:
+      continue
+    # Not ink written over the ruling, darker than the ruling's own (where rulings
+    # cross, they are darker).
+    band = band & (crossings | (original <= RULING_KEEP * np.percentile(original[ruling], 90)))
+    beyond = np.where(across, 0, ink)  # Rulings that cross are no strokes.
+    ink, band, beyond = (ink.T, band.T, beyond.T) if turn else (ink, band, beyond)
+    d = width + 3
+    side = ndimage.grey_dilation(np.pad(beyond, ((d, d), (0, 0)), mode='edge'), size=(1, d))
+    ink = np.where(band, np.minimum(ink, np.minimum(side[:-2 * d], side[2 * d:])), ink)
+    ink = ink.T if turn else ink
+  return ink
+
+
+def _rulings(ink: np.ndarray) -> tuple[np.ndarray, int, int]:
+  """The near-level rulings of `ink`: (their pixels, how many are long, the thickest's
+  width).
+
+  Each straight line through the picture at each tilt is scored by how much of its
+  length is ink (a Hough transform restricted to lines near level). A ruling is a
+  cluster of (tilt, line) covered nearly end to end, thin at every tilt, and over
+  half the picture's width long; or shorter (cut off by a corner of the picture)
+  at a tilt of a long one.
+  """
+  h, w = ink.shape
+  paper = np.median(ink)  # Ink is the minority; rulings are too.
+  spread = np.median(np.abs(ink - paper)) / 0.6745
+  strong = ink > paper + max(RULING_LEVEL * (ink.max() - paper), 3 * spread)
+  # Scored on every 4th column (a line's cover is a fraction; 4 times faster).
+  strong = strong[:, ::4].ravel().astype(float)  # As bincount weighs.
+  rows = np.arange(h)[:, None]
+  reach = int(np.ceil(np.tan(np.radians(RULING_TILT)) * w / 2))
+  shifts = [np.round(np.tan(np.radians(tilt)) * (np.arange(w) - w // 2)).astype(int) - reach
+            for tilt in np.arange(-RULING_TILT, RULING_TILT + 0.25, 0.5)]
+  lengths, covered = [], []
+  for shift in shifts:
+    line = (rows - shift[::4]).ravel()  # Each pixel's line at this tilt.
+    length = np.bincount(line, minlength=h + 2 * reach)
+    lengths.append(length)
+    covered.append((np.bincount(line, strong, minlength=h + 2 * reach) >= RULING_COVER * length)
+                   & (length >= 0.1 * w / 4))
+  labels, count = ndimage.label(np.array(covered), structure=np.ones((3, 3)))
+  index = np.arange(count + 1)
+  thickness = np.max([np.bincount(at_tilt, minlength=count + 1) for at_tilt in labels], 0)
+  thin = thickness <= 2 + RULING_WIDTH * max(h, w)  # 2: the smoothing (_ink).
+  long = thin & (ndimage.maximum(np.array(lengths) >= w / 8, labels, index) > 0)
+  long[0] = False
+  tilts = np.isin(labels, index[long]).any(1, keepdims=True)  # The long ones' tilts.
+  rulings = thin & (ndimage.maximum(np.broadcast_to(tilts, labels.shape), labels, index) > 0)
+  rulings[0] = False
+  pixels = np.zeros((h, w), bool)
+  for shift, at_tilt in zip(shifts, labels):
+    if rulings[at_tilt].any():
+      pixels |= rulings[at_tilt][rows - shift]
+  return pixels, int(long.sum()), int(thickness[rulings].max(initial=0))
+
+
 def _strokes(ink: np.ndarray, photo: bool):
   """The connected pieces of strong ink: (labels, count, sizes); refuses an
   image with no clear ink."""
@@ -532,7 +620,7 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
     if min(shrunk.shape) < PHOTO_SIDE:
       return ink_map(shrunk, cut_out=True), False, None, window
     smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
-  ink = _without_edges(ink_map(smooth, cut_out=False))
+  ink = _without_edges(_without_rulings(ink_map(smooth, cut_out=False)))
   # A photo's checks first: paper whose texture or shadow reaches across is refused.
   strokes = _strokes(ink, photo=True)
   h, w = ink.shape

@@ -559,6 +559,49 @@ def test_a_small_sheet_on_a_table_that_fills_most_of_the_photo_is_read(angle, ta
   reads_the_sheet_alone(lambda sheet: on_table(sheet, (300, 350, 400, 380), angle, table), board)
 
 
+def lined_paper(size, spacing, angle=0.0, squared=False, margin=None, line=110, paper=225):
+  """Paper (grey `paper`) ruled with 2-pixel lines (grey `line`) every `spacing`
+  pixels, both ways if `squared`, a margin line down it at x = `margin`, the sheet
+  turned by `angle` degrees."""
+  h, w = size
+  side = 2 * max(h, w)
+  sheet = np.full((side, side), float(paper))
+  for y in range(0, side, spacing):
+    sheet[y:y + 2] = line
+    if squared:
+      sheet[:, y:y + 2] = line
+  if margin is not None:
+    sheet[:, side // 2 - w // 2 + margin:][:, :2] = line
+  sheet = np.asarray(Image.fromarray(sheet.astype(np.float32)).rotate(
+      angle, Image.Resampling.BILINEAR), float)
+  return sheet[side // 2 - h // 2:][:h, side // 2 - w // 2:][:, :w]
+
+
+@pytest.mark.parametrize('squared,angle,margin', [
+    (False, 0, 40), (False, -6, None), (True, 0, None), (True, 4, 40)])
+def test_ruled_and_squared_paper_is_not_ink(mnist, digit_model, squared, angle, margin):
+  """Digits written across the lines of ruled or squared paper (the lines 60% as
+  dark as the ink, the sheet straight or turned, a margin line or none) look to
+  the model as they do on plain paper; blank lined paper is refused. The lines
+  were strokes: joined to the digits, they made a box of bars of them."""
+  predictor = predict.Predictor.from_workdir(digit_model, batch=16)
+  test = mnist['test']
+  clear = np.flatnonzero(predictor.classify(test.images[:20, ..., 0]).max(1) > 0.95)[:6]
+  lines = lined_paper((300, 340), 30 if squared else 60, angle, squared, margin)
+  with pytest.raises(predict.ImageProblem, match='blank'):
+    predict.preprocess(lines.astype(np.uint8))
+  on_lines, on_plain = [], []
+  for i in clear:
+    alpha = np.zeros((300, 340))
+    alpha[70:230, 100:260] = np.asarray(Image.fromarray(test.images[i, ..., 0]).resize(
+        (160, 160)), float) / 255
+    on_lines.append(predict.preprocess((lines * (1 - alpha) + 40 * alpha).astype(np.uint8)))
+    on_plain.append(predict.preprocess((225 * (1 - alpha) + 40 * alpha).astype(np.uint8)))
+  assert list(predictor.classify(np.stack(on_lines)).argmax(1)) == list(test.labels[clear])
+  # A pixel's shift apart at most (a squared 8 read as a 0 was 0.25).
+  assert np.abs(np.stack(on_lines) / 255 - np.stack(on_plain) / 255).mean((1, 2)).max() < 0.15
+
+
 def shaded(image, amount, vertical):
   """The paper darker by up to `amount` towards one side, as a shadow across it leaves it."""
   grey = np.asarray(image, np.float64)
