@@ -68,13 +68,38 @@ def on_table(rng, sheet, dark_table: bool, small=False):
   return turn(layer) * cover + table * (1 - cover)
 
 
-def paper_photo(rng, ink_alpha, size, blotches=False, table=False):
+def lined(rng, grey, ink_alpha, kind, spacing):
+  """Paper (`grey`, its ink `ink_alpha`) ruled or squared (`kind`): light blue or grey
+  lines printed under the ink, `spacing` pixels apart, 1.5-5% of that thick (squares:
+  2-7%), the sheet turned up to 5 degrees; a ruled sheet's red margin half the time.
+  RGB in [0, 1]."""
+  h, w = grey.shape
+  side = int(np.hypot(h, w)) + 2
+  thick = max(1, int(round(spacing * rng.uniform(*((0.02, 0.07) if kind == 'squared'
+                                                    else (0.015, 0.05))))))
+  layer = np.zeros((side, side), np.float32)
+  for start in np.arange(rng.uniform(0, spacing), side, spacing).astype(int):
+    layer[start:start + thick] = 1
+    if kind == 'squared':
+      layer[:, start:start + thick] = 1
+  layer = np.asarray(Image.fromarray(layer, 'F').rotate(rng.uniform(-5, 5), Image.Resampling.BILINEAR))
+  colour = (rng.uniform([0.35, 0.55, 0.85], [0.75, 0.85, 1.0]) if rng.random() < 0.7
+            else np.full(3, rng.uniform(0.4, 0.8)))
+  cover = layer[(side - h) // 2:][:h, (side - w) // 2:][:, :w, None] * (1 - colour)
+  if kind == 'ruled' and rng.random() < 0.5:
+    x = int(rng.uniform(0.05, 0.3) * w)
+    cover[:, x:x + thick] = np.maximum(cover[:, x:x + thick], 1 - np.array([0.9, 0.45, 0.45]))
+  return grey[..., None] * (1 - (1 - ink_alpha[..., None]) * cover)
+
+
+def paper_photo(rng, ink_alpha, size, blotches=False, table=False, lines=None):
   """Composes ink (alpha in [0, 1]) onto paper; random polarity, colour, JPEG; with
   `table` (True, or 'small' for a small sheet), the paper photographed on a table
-  (on_table)."""
+  (on_table); with `lines` (lined's kind and spacing), on ruled or squared paper,
+  written in dark ink."""
   sheet = paper(rng, size, blotches)
   ink_level = rng.uniform(0.0, 0.25)
-  board = rng.random() < 0.3
+  board = lines is None and rng.random() < 0.3
   if board:  # Light ink on a dark board.
     sheet, ink_level = 1 - sheet, rng.uniform(0.75, 1.0)
   grey = sheet * (1 - ink_alpha) + ink_level * ink_alpha
@@ -84,8 +109,9 @@ def paper_photo(rng, ink_alpha, size, blotches=False, table=False):
     grey[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = ink_level
   if table:
     grey = on_table(rng, grey, dark_table=not board, small=table == 'small')
+  rgb = grey[..., None] if lines is None else lined(rng, grey, ink_alpha, *lines)
   tint = rng.uniform(0.6, 1.0, 3) if rng.random() < 0.5 else np.ones(3)
-  rgb = np.clip(grey[..., None] * tint, 0, 1)
+  rgb = np.clip(rgb * tint, 0, 1)
   image = Image.fromarray((rgb * 255).astype(np.uint8))
   if rng.random() < 0.5:
     buffer = io.BytesIO()

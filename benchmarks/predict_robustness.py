@@ -26,7 +26,10 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
 - tight100, tight200: as tight16, at sizes read as photos are (over PHOTO_SIDE),
   every other one dark ink on light;
 - small_sheet, blank_small_sheet: as on_table, a small sheet (a note on a desk)
-  with the table on every side, covering more of the picture than the sheet.
+  with the table on every side, covering more of the picture than the sheet;
+- ruled, squared, blank_lined: as pasted, on ruled paper (a margin line half the
+  time) or squared paper, the lines light blue or grey and the sheet turned a
+  little; blank_lined alternates the two, with no digit.
 Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
 and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
@@ -60,10 +63,11 @@ flags.DEFINE_list('sets', None, 'Score only these sets (all are still made, so e
 FLAGS = flags.FLAGS
 
 
-def pasted(rng, digit: np.ndarray, blotches=False, table=False):
+def pasted(rng, digit: np.ndarray, blotches=False, table=False, lines=None):
   """An MNIST digit enlarged into a big, noisy photo-like canvas (blank if `digit`
   is all zeros); with `table`, photographed on a table (pictures.on_table; 'small':
-  a small sheet)."""
+  a small sheet); with `lines`, on 'ruled' paper (lines 0.5-1.2 of the digit's
+  height apart) or 'squared' paper (squares 0.15-0.4 of it)."""
   scale = rng.uniform(2, 25)
   side = int(28 * scale)
   big = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
@@ -72,7 +76,9 @@ def pasted(rng, digit: np.ndarray, blotches=False, table=False):
   alpha = np.zeros((h, w))
   y, x = rng.integers(0, h - side), rng.integers(0, w - side)
   alpha[y:y + side, x:x + side] = np.clip(big, 0, 1)
-  return paper_photo(rng, alpha, (h, w), blotches, table)
+  if lines:
+    lines = lines, side * 20 / 28 * rng.uniform(*(0.5, 1.2) if lines == 'ruled' else (0.15, 0.4))
+  return paper_photo(rng, alpha, (h, w), blotches, table, lines)
 
 
 def font_digit(rng, label: int, fonts):
@@ -226,6 +232,10 @@ def main(_):
                             for i, c in enumerate(crops)], truth),
       'small_sheet': lambda: ([pasted(rng, c, table='small') for c in crops], truth),
       'blank_small_sheet': lambda: ([pasted(rng, blank, table='small') for _ in crops], refusal),
+      'ruled': lambda: ([pasted(rng, c, lines='ruled') for c in crops], truth),
+      'squared': lambda: ([pasted(rng, c, lines='squared') for c in crops], truth),
+      'blank_lined': lambda: ([pasted(rng, blank, lines=('ruled', 'squared')[i % 2])
+                               for i in range(len(crops))], refusal),
   }
   results = {}
   unknown = set(FLAGS.sets or ()) - set(sets)
