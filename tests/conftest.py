@@ -28,8 +28,10 @@ MNIST_DIR = os.environ.get('MNIST_JAX_MANUAL_DIR') or os.path.join(
 NO_DATA = f'real MNIST not found in {MNIST_DIR} (set MNIST_JAX_MANUAL_DIR to the .gz files)'
 # A folder kept between pytest runs for the prepared MNIST and digit_model, which take
 # ~40 s to make: the mutation runs (tests/mutation/run.sh) start pytest once per mutant.
-# Unset (CI, a plain pytest), both are made afresh in the run's temporary folder.
-CACHE = os.environ.get('MNIST_JAX_TEST_CACHE')
+# Unset (CI, a plain pytest), both are made afresh in the run's temporary folder. Each
+# of pytest-xdist's workers (pytest.ini) has its own: two would write the same files.
+CACHE = os.environ.get('MNIST_JAX_TEST_CACHE') and os.path.join(
+    os.environ['MNIST_JAX_TEST_CACHE'], os.environ.get('PYTEST_XDIST_WORKER', 'main'))
 
 
 def synthetic_split(n, seed=0):
