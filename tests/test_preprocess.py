@@ -582,8 +582,8 @@ def lined_paper(size, spacing, angle=0.0, squared=False, margin=None, line=110, 
 def test_ruled_and_squared_paper_is_not_ink(mnist, digit_model, squared, angle, margin):
   """Digits written across the lines of ruled or squared paper (the lines 60% as
   dark as the ink, the sheet straight or turned, a margin line or none) look to
-  the model as they do on plain paper; blank lined paper is refused. The lines
-  were strokes: joined to the digits, they made a box of bars of them."""
+  the model as they do on plain paper; blank lined paper is refused. Before, the
+  blank pages were all read as digits, and on squared paper the 8 as a 0."""
   predictor = predict.Predictor.from_workdir(digit_model, batch=16)
   test = mnist['test']
   clear = np.flatnonzero(predictor.classify(test.images[:20, ..., 0]).max(1) > 0.95)[:6]
