@@ -25,7 +25,7 @@ from absl import logging
 from flax import nnx
 import jax
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage, spatial
 
 from mnist_jax import config_lib, inference, input_pipeline
@@ -44,7 +44,6 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.
 MAX_PIXELS = 50_000_000  # A 50-megapixel photo is plenty; beyond, refuse.
 MAX_FILE_BYTES = 200 * 2**20
 FULL_SIZE = 'mnist_jax_full_size'  # In a PIL image's info: its file's size, read smaller.
-EXIF_ORIENTATION = 0x0112
 WORK_SIZE = 256  # Longest side while finding the digit.
 DIGIT_BOX = 20  # MNIST: the digit's longer side, in pixels.
 FRAME = 28
@@ -858,7 +857,7 @@ def read_picture(image, classify=None):
   full = image.info.get(FULL_SIZE) if isinstance(image, Image.Image) else None
   if full is None:
     return found, (w, h)
-  if image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):  # Stored a quarter turned.
+  if image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # A quarter turned.
     full = full[::-1]
   sx, sy = full[0] / w, full[1] / h
   return [(digit, (int(x0 * sx), int(y0 * sy), min(full[0], int(np.ceil(x1 * sx))),

@@ -48,9 +48,9 @@ def synthetic_split(n, seed=0):
 def turned(orientation: int) -> bytes:
   """EXIF whose Orientation tag tells a viewer how to turn the picture stored (6: a
   quarter clockwise, as phones store upright photos), for `Image.save(exif=...)`."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ExifTags, Image  # pylint: disable=g-import-not-at-top
   exif = Image.Exif()
-  exif[0x0112] = orientation
+  exif[ExifTags.Base.Orientation] = orientation
   return exif.tobytes()
 
 
