@@ -246,8 +246,10 @@ def ink_map(grey: np.ndarray, cut_out: bool) -> np.ndarray:
     if grey.mean() < background:  # Dark ink on light paper.
       grey, background = 1 - grey, 1 - background
     return np.clip(grey - background, 0, None)
-  low, median, high = np.percentile(grey, [1, 50, 99])
-  if median - low > high - median:  # The ink (the minority) is darker than the paper.
+  # The ink is the minority, and a minority's side is the skew's: a pen's thin
+  # strokes, too few pixels to move the extreme percentiles, still tip it.
+  # About the lighting's plane, so that a shadow's slope does not.
+  if np.mean(_off_plane(grey) ** 3) < 0:  # Dark ink on light paper.
     grey = 1 - grey
   # Shadows and uneven light: the paper's level per tile of an 8x8 grid (a low
   # percentile, since ink is bright and rare), then the darkest of each tile's
@@ -272,6 +274,15 @@ def _otsu(values: np.ndarray) -> float:
   return float(centers[np.argmax(between)])
 
 
+def _off_plane(grey: np.ndarray) -> np.ndarray:
+  """The picture less its best-fitting plane (a shadow's slope, uneven lighting)."""
+  h, w = grey.shape
+  ys, xs = np.mgrid[0:h, 0:w]
+  basis = np.stack([np.ones(h * w), ys.ravel(), xs.ravel()], 1)
+  fit = np.linalg.lstsq(basis, grey.ravel(), rcond=None)[0]
+  return grey - (basis @ fit).reshape(h, w)
+
+
 def structure(grey: np.ndarray) -> float:
   """How much neighbouring pixels agree, beyond a plane (lighting): in [-1, 1].
 
@@ -281,11 +292,7 @@ def structure(grey: np.ndarray) -> float:
   into 12x12: 0.43 and more); pixel noise leaves it near 0, within about
   1 / sqrt(number of neighbour pairs).
   """
-  h, w = grey.shape
-  ys, xs = np.mgrid[0:h, 0:w]
-  basis = np.stack([np.ones(h * w), ys.ravel(), xs.ravel()], 1)
-  fit = np.linalg.lstsq(basis, grey.ravel(), rcond=None)[0]
-  residual = grey - (basis @ fit).reshape(h, w)
+  residual = _off_plane(grey)
   pairs = [(residual[:, :-1], residual[:, 1:]), (residual[:-1], residual[1:])]
   a = np.concatenate([p[0].ravel() for p in pairs])
   b = np.concatenate([p[1].ravel() for p in pairs])

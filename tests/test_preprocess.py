@@ -81,6 +81,23 @@ def test_a_deep_shadow_across_a_photo_is_not_ink():
   assert np.abs(frame.astype(int) - clean).mean() < 6
 
 
+@pytest.mark.parametrize('shade', [100, 140])
+def test_a_fine_pens_digit_in_a_shadows_slope_is_not_inverted(shade):
+  """A 7 written 5 pixels wide, 450 tall, on grainy paper from 255 down to 255 -
+  `shade` left to right. Its few pixels did not reach the 1st percentile, which
+  the slope's darkest paper filled: the ink was taken for light on dark, and the
+  paper's slope read as the digit."""
+  def photo(shade):
+    image = Image.new('L', (800, 1000), 255)
+    ImageDraw.Draw(image).line([(300, 250), (480, 250), (360, 700)], fill=40, width=5)
+    grey = np.asarray(image, float)
+    grey -= np.where(grey > 128, np.linspace(0, shade, image.width), 0)
+    grey += np.random.default_rng(0).normal(0, 4, grey.shape)
+    return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+  frame = predict.preprocess(photo(shade))
+  assert np.abs(frame.astype(int) - predict.preprocess(photo(0))).mean() < 6
+
+
 def test_thin_strokes_are_thickened_to_mnist_width():
   frame = predict.preprocess(drawing(size=(400, 400), box=(100, 50, 300, 350), ellipse=True, width=2))
   rows = frame[10:18]  # The ring's sides cross these rows twice.
