@@ -23,6 +23,13 @@ def _ocp():
   return ocp
 
 
+def _another_process_failed(e: Exception) -> bool:
+  """Whether a failed write failed at a barrier where a run's processes wait for
+  each other, one of them dead: not this disk's fault, and main.py says what it is."""
+  return jax.process_count() > 1 and (isinstance(e, jax.errors.JaxRuntimeError)
+                                      or re.search(r'Barrier|heartbeat', str(e)) is not None)
+
+
 class Manager:
   """Saves a TrainState every time it is asked, keeps the last N.
 
@@ -60,6 +67,8 @@ class Manager:
       with workdir_lib.said_if_slow(self.directory):
         self._manager.save(step, args=_ocp().args.StandardSave(state))
     except Exception as e:  # pylint: disable=broad-except
+      if _another_process_failed(e):
+        raise
       raise self._write_error(e) from e
 
   def _write_error(self, e: Exception) -> UserError:
@@ -160,6 +169,8 @@ class Manager:
       with workdir_lib.said_if_slow(self.directory):
         self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
+      if _another_process_failed(e):
+        raise
       raise self._write_error(e) from e
     finally:
       try:

@@ -289,6 +289,28 @@ def test_a_save_failing_in_the_background_is_said_at_close_once(tmp_path, monkey
     ckpt.close()
 
 
+def test_a_write_failing_because_another_process_died_is_not_called_a_disk_problem(
+    tmp_path, monkeypatch):
+  """In a 2-process run, a save's barrier failed when the other process was killed
+  (once in CI): that is no full disk, and goes on to main.py, which names the other
+  process, as the collectives' failure does."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def save(self, step, *args, **kwargs):
+    raise RuntimeError('INTERNAL: Barrier failed because: task is set to ERROR: UNAVAILABLE: '
+                       'Task 1 heartbeat timeout.')
+  ckpt = checkpoints.Manager(str(tmp_path), 3)
+  assert ckpt._manager  # Opened as one process. pylint: disable=protected-access
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  monkeypatch.setattr(checkpoints.jax, 'process_count', lambda: 2)
+  with pytest.raises(RuntimeError, match='Barrier failed') as raised:
+    ckpt.save(1, {'a': np.zeros(3)})
+  assert not isinstance(raised.value, UserError)
+  monkeypatch.setattr(checkpoints.jax, 'process_count', lambda: 1)  # Alone, it is this disk.
+  with pytest.raises(UserError, match='Cannot write checkpoints in .*Barrier failed'):
+    ckpt.save(1, {'a': np.zeros(3)})
+
+
 def test_save_preprocessed_naming_a_file_is_one_message(tmp_path):
   Image.new('L', (40, 40), 255).save(tmp_path / 'digit.png')
   (tmp_path / 'taken').write_text('a file')
