@@ -5,6 +5,7 @@ so a process killed at any moment (SIGKILL included) leaves the earlier
 checkpoints intact; a half-written one is ignored and cleaned up next time.
 """
 
+import contextlib
 import os
 import re
 import time
@@ -62,10 +63,16 @@ class Manager:
   def save(self, step: int, state) -> None:
     """Starts an asynchronous save; `close()` waits for it. A save that failed
     (a full disk, a folder gone) is reported here, at the next save, or at close."""
+    with self._writing():  # Orbax waits here while the save before is still being written.
+      self._manager.save(step, args=_ocp().args.StandardSave(state))
+
+  @contextlib.contextmanager
+  def _writing(self):
+    """Says so if a write is slow, and turns its failure into one UserError
+    (_write_error), unless another process of the run failed (_another_process_failed)."""
     try:
-      # Orbax waits here while the save before is still being written.
       with workdir_lib.said_if_slow(self.directory):
-        self._manager.save(step, args=_ocp().args.StandardSave(state))
+        yield
     except Exception as e:  # pylint: disable=broad-except
       if _another_process_failed(e):
         raise
@@ -166,12 +173,8 @@ class Manager:
     if self._opened is None:
       return
     try:
-      with workdir_lib.said_if_slow(self.directory):
+      with self._writing():
         self._manager.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
-      if _another_process_failed(e):
-        raise
-      raise self._write_error(e) from e
     finally:
       try:
         self._manager.close()
