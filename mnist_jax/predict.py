@@ -113,10 +113,11 @@ SHEET_STEP = 0.5
 SHEET_TABLE_GREY = 0.8
 SHEET_LEVELS = 0.75
 # Ruled and squared paper (_without_rulings): straight lines at most RULING_TILT
-# degrees from level or plumb (the paper turned) whose ink (over the paper by
-# RULING_LEVEL of the strongest ink, and by 3 sigmas of its noise) covers
+# degrees from level or plumb (the paper turned) whose ink (over the ink just beside
+# them, by RULING_LEVEL of the strongest ink and by 3 sigmas of its noise) covers
 # RULING_COVER of their length, at most RULING_WIDTH of the picture's longer side
-# thick. On them, ink over RULING_KEEP times theirs is a stroke written over a line.
+# thick. On them, ink over RULING_KEEP times theirs (or their crossings') is a
+# stroke written over a line.
 RULING_TILT = 10
 RULING_LEVEL = 0.1
 RULING_COVER = 0.8
@@ -401,10 +402,12 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
   each way (a 4), but not two side by side. A ruling's pixels, and its blurred
   fringe 2 pixels either side, take the lesser of the ink just beyond it on either
   side (within a ruling's width along it), so that a stroke crossing it stays whole;
-  so does a stroke darker than the ruling, unless where rulings cross.
+  so does a stroke darker than the ruling (where rulings cross, than their crossings).
   """
+  widest = 2 + RULING_WIDTH * max(ink.shape)  # A ruling's, 2 of it the smoothing (_ink).
+  lying, upright = _standing_out(ink, widest), _standing_out(ink.T, widest).T
   (level, long_level, level_width), (plumb, long_plumb, plumb_width) = (
-      _rulings(ink), _rulings(ink.T))
+      _rulings(lying, upright, widest), _rulings(upright.T, lying.T, widest))
   if max(long_level, long_plumb) < 2:
     return ink
   plumb = plumb.T
@@ -412,13 +415,16 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
            ndimage.binary_dilation(plumb, np.ones((1, 5), bool)))
   crossings = bands[0] & bands[1]
   original = ink
+  # Where rulings cross, they are darker: a pen's stroke through a crossing, darker still.
+  at = level & plumb if (level & plumb).any() else crossings  # (1-pixel lines may not meet.)
+  crossed = RULING_KEEP * np.percentile(original[at], 90) if at.any() else 0
   for ruling, band, across, width, turn in ((level, *bands, level_width, False),
                                             (plumb, *bands[::-1], plumb_width, True)):
     if not width:
       continue
-    # Not ink written over the ruling, darker than the ruling's own (where rulings
-    # cross, they are darker).
-    band = band & (crossings | (original <= RULING_KEEP * np.percentile(original[ruling], 90)))
+    # Not ink written over the ruling, darker than the ruling's own.
+    band = band & np.where(crossings, original <= crossed,
+                           original <= RULING_KEEP * np.percentile(original[ruling], 90))
     beyond = np.where(across, 0, ink)  # Rulings that cross are no strokes.
     ink, band, beyond = (ink.T, band.T, beyond.T) if turn else (ink, band, beyond)
     d = width + 3
@@ -428,22 +434,34 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
   return ink
 
 
-def _rulings(ink: np.ndarray) -> tuple[np.ndarray, int, int]:
-  """The near-level rulings of `ink`: (their pixels, how many are long, the thickest's
-  width).
-
-  Each straight line through the picture at each tilt is scored by how much of its
-  length is ink (a Hough transform restricted to lines near level). A ruling is a
-  cluster of (tilt, line) covered nearly end to end, thin at every tilt, and over
-  half the picture's width long; or shorter (cut off by a corner of the picture)
-  at a tilt of a long one.
-  """
-  h, w = ink.shape
+def _standing_out(ink: np.ndarray, widest: float) -> np.ndarray:
+  """Where `ink` stands out from the least ink within a ruling's width (`widest`)
+  above or below it (a top-hat), by RULING_LEVEL of the strongest and by 3 sigmas
+  of its noise: near-level lines stand out; plumb lines and shadows, which dense
+  squares made as strong as a ruling, are not taken for the paper's level and spread."""
+  ink = ink - ndimage.grey_opening(ink, size=(int(widest) + 1, 1))
   paper = np.median(ink)  # Ink is the minority; rulings are too.
   spread = np.median(np.abs(ink - paper)) / 0.6745
-  strong = ink > paper + max(RULING_LEVEL * (ink.max() - paper), 3 * spread)
+  return ink > paper + max(RULING_LEVEL * (ink.max() - paper), 3 * spread)
+
+
+def _rulings(strong: np.ndarray, crossing: np.ndarray, widest: float
+             ) -> tuple[np.ndarray, int, int]:
+  """The near-level rulings where ink stands out (`strong`, _standing_out): (their
+  pixels, how many are long, the thickest's width), none over `widest`.
+
+  Each straight line through the picture at each tilt is scored by how much of its
+  length is ink (a Hough transform restricted to lines near level), leaving out
+  where plumb lines cross it (`crossing`: the same for left and right), since there
+  nothing stands out from above and below. A ruling is a cluster of (tilt, line)
+  covered nearly end to end, thin at every tilt, and over half the picture's width
+  long; or shorter (cut off by a corner of the picture) at a tilt of a long one.
+  """
+  h, w = strong.shape
+  uncrossed = ~(crossing & ~strong)
   # Scored on every 4th column (a line's cover is a fraction; 4 times faster).
-  strong = strong[:, ::4].ravel().astype(float)  # As bincount weighs.
+  strong, uncrossed = (a[:, ::4].ravel().astype(float)  # As bincount weighs.
+                       for a in (strong, uncrossed))
   rows = np.arange(h)[:, None]
   reach = int(np.ceil(np.tan(np.radians(RULING_TILT)) * w / 2))
   shifts = [np.round(np.tan(np.radians(tilt)) * (np.arange(w) - w // 2)).astype(int) - reach
@@ -453,12 +471,13 @@ def _rulings(ink: np.ndarray) -> tuple[np.ndarray, int, int]:
     line = (rows - shift[::4]).ravel()  # Each pixel's line at this tilt.
     length = np.bincount(line, minlength=h + 2 * reach)
     lengths.append(length)
-    covered.append((np.bincount(line, strong, minlength=h + 2 * reach) >= RULING_COVER * length)
+    covered.append((np.bincount(line, strong, minlength=h + 2 * reach)
+                    >= RULING_COVER * np.bincount(line, uncrossed, minlength=h + 2 * reach))
                    & (length >= 0.1 * w / 4))
   labels, count = ndimage.label(np.array(covered), structure=np.ones((3, 3)))
   index = np.arange(count + 1)
   thickness = np.max([np.bincount(at_tilt, minlength=count + 1) for at_tilt in labels], 0)
-  thin = thickness <= 2 + RULING_WIDTH * max(h, w)  # 2: the smoothing (_ink).
+  thin = thickness <= widest
   long = thin & (ndimage.maximum(np.array(lengths) >= w / 8, labels, index) > 0)
   long[0] = False
   tilts = np.isin(labels, index[long]).any(1, keepdims=True)  # The long ones' tilts.
