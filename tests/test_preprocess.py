@@ -619,7 +619,6 @@ def test_ruled_and_squared_paper_is_not_ink(mnist, digit_model, squared, angle, 
   assert np.abs(np.stack(on_lines) / 255 - np.stack(on_plain) / 255).mean((1, 2)).max() < 0.15
 
 
-
 @pytest.mark.parametrize('spacing,angle', [(15, 0), (20, 3)])
 def test_blank_paper_with_small_squares_is_refused(spacing, angle):
   """Squares 15-20 pixels wide (11-15 once shrunk to the working size), with grain:
@@ -657,6 +656,7 @@ def test_a_fine_pens_digit_across_squared_paper_is_read_as_on_plain(
           == list(predictor.classify(np.stack(on_plain)).argmax(1)))
   # Measured: 0.016 and 0.019 (before: 0.09 and 0.28, and 4 and 7 of the 12 read otherwise).
   assert np.abs(np.stack(on_lines) / 255 - np.stack(on_plain) / 255).mean() < 0.04
+
 
 def shaded(image, amount, vertical):
   """The paper darker by up to `amount` towards one side, as a shadow across it leaves it."""
