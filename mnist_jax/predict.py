@@ -458,7 +458,7 @@ def _rulings(strong: np.ndarray, crossing: np.ndarray, widest: float
   long; or shorter (cut off by a corner of the picture) at a tilt of a long one.
   """
   h, w = strong.shape
-  uncrossed = ~(crossing & ~strong)
+  uncrossed = strong | ~crossing
   # Scored on every 4th column (a line's cover is a fraction; 4 times faster).
   strong, uncrossed = (a[:, ::4].ravel().astype(float)  # As bincount weighs.
                        for a in (strong, uncrossed))
