@@ -402,7 +402,8 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
   each way (a 4), but not two side by side. A ruling's pixels, and its blurred
   fringe 2 pixels either side, take the lesser of the ink just beyond it on either
   side (within a ruling's width along it), so that a stroke crossing it stays whole;
-  so does a stroke darker than the ruling (where rulings cross, than their crossings).
+  so does a stroke darker than the ruling (where rulings cross, than their crossings)
+  that reaches off the rulings.
   """
   widest = 2 + RULING_WIDTH * max(ink.shape)  # A ruling's, 2 of it the smoothing (_ink).
   lying, upright = _standing_out(ink, widest), _standing_out(ink.T, widest).T
@@ -431,7 +432,13 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
     side = ndimage.grey_dilation(np.pad(beyond, ((d, d), (0, 0)), mode='edge'), size=(1, d))
     ink = np.where(band, np.minimum(ink, np.minimum(side[:-2 * d], side[2 * d:])), ink)
     ink = ink.T if turn else ink
-  return ink
+  # Ink left on the rulings that reaches nowhere off them is theirs too (a line's
+  # end, lit brighter than the rest by a shadow's slope): a stroke goes on beyond.
+  pieces, count = ndimage.label(ink > 0.5 * np.percentile(original[level | plumb], 90),
+                                np.ones((3, 3)))
+  leaves = ndimage.maximum(~(bands[0] | bands[1]), pieces, np.arange(1, count + 1))
+  alone = np.concatenate([[False], ~np.asarray(leaves, bool)])[pieces]
+  return np.where(alone, np.median(ink), ink)  # The paper's level: ink is the minority.
 
 
 def _standing_out(ink: np.ndarray, widest: float) -> np.ndarray:

@@ -623,11 +623,24 @@ def test_ruled_and_squared_paper_is_not_ink(mnist, digit_model, squared, angle, 
 def test_blank_paper_with_small_squares_is_refused(spacing, angle):
   """Squares 15-20 pixels wide (11-15 once shrunk to the working size), with grain:
   the plumb lines and their crossings were taken for the paper's spread, so the
-  level lines did not stand out enough to be rulings, and the grid read as a digit."""
+  level lines did not stand out enough to be rulings, and the grid read as a digit.
+  Refused as blank, or for the dots left where the lines' grain crosses them."""
   lines = lined_paper((300, 340), spacing, angle, squared=True, line=150)
   grainy = lines + np.random.default_rng(0).normal(0, 4, lines.shape)
-  with pytest.raises(predict.ImageProblem, match='blank'):
+  with pytest.raises(predict.ImageProblem, match='blank|only marks are dots'):
     predict.preprocess(np.clip(grainy, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize('squared,spacing,angle,vertical,shade', [
+    (False, 30, 0, True, 0.5), (False, 45, -4, False, 0.5), (True, 30, 3, True, 0.5)])
+def test_blank_lined_paper_in_a_shadow_is_refused(squared, spacing, angle, vertical, shade):
+  """A shadow dims the lines with the paper: where it is lightest, a line's ink is
+  over RULING_KEEP times the rulings' and was kept as a stroke written over it,
+  dashes at the ends of lines read as digits. A stroke goes on beyond a ruling."""
+  lines = lined_paper((300, 340), spacing, angle, squared, None if squared else 40)
+  grainy = np.clip(lines + np.random.default_rng(0).normal(0, 4, lines.shape), 0, 255)
+  with pytest.raises(predict.ImageProblem, match='blank'):
+    predict.preprocess(shaded(grainy, shade, vertical))
 
 
 @pytest.mark.parametrize('spacing,angle', [(18, 4), (30, -3)])
