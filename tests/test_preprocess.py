@@ -624,7 +624,7 @@ def test_blank_paper_with_small_squares_is_refused(spacing, angle):
   """Squares 15-20 pixels wide (11-15 once shrunk to the working size), with grain:
   the plumb lines and their crossings were taken for the paper's spread, so the
   level lines did not stand out enough to be rulings, and the grid read as a digit.
-  Refused as blank, or for the dots left where the lines' grain crosses them."""
+  Refused as blank, or for the dots left where the grain breaks the lines up."""
   lines = lined_paper((300, 340), spacing, angle, squared=True, line=150)
   grainy = lines + np.random.default_rng(0).normal(0, 4, lines.shape)
   with pytest.raises(predict.ImageProblem, match='blank|only marks are dots'):
