@@ -31,7 +31,10 @@ Sets (generated in memory; nothing is written unless --pictures/--save_examples)
   time) or squared paper, the lines light blue or grey and the sheet turned a
   little; blank_lined alternates the two, with no digit;
 - pen, pen_squared: as pasted and squared, each digit redrawn with a fine pen
-  (the middle of its strokes, 3 pixels wide where the digit is 200 tall).
+  (the middle of its strokes, 3 pixels wide where the digit is 200 tall);
+- pen_shadow, blank_shadow: a fine pen's digit 300-600 pixels tall (strokes 3-6
+  wide), faint or dark, on a 1000x1200 photo whose light falls off deeply towards
+  a side or corner; blank_shadow the same paper with no digit.
 Per set: accuracy (a refusal counts as wrong, on blank paper as right), refusals
 and mistakes apart.
 Then throughput of `Predictor.predict_files` end to end (files read, preprocessed,
@@ -92,6 +95,25 @@ def pen(digit: np.ndarray) -> np.ndarray:
   middle = big & (distance >= ndimage.maximum_filter(distance, size=3) - 0.5)
   stroke = ndimage.distance_transform_edt(~middle) <= 1.5
   return (ndimage.gaussian_filter(stroke.astype(float), 1) * 255).astype(np.uint8)
+
+
+def in_a_shadow(rng, digit: np.ndarray) -> np.ndarray:
+  """pen(digit) 300-600 pixels tall (strokes 3-6 wide), 60-150 grey levels under
+  the paper, on a 1000x1200 photo (either way up) whose light falls off by 25-55%
+  towards a side or corner (a lamp beside the page), with grain; blank paper if
+  `digit` is all zeros."""
+  h, w = (1000, 1200) if rng.random() < 0.5 else (1200, 1000)
+  side = int(rng.integers(300, 600))
+  grey = np.full((h, w), rng.uniform(200, 245))
+  y, x, ink = rng.integers(0, h - side), rng.integers(0, w - side), rng.uniform(60, 150)
+  if digit.any():  # pen() has no middle of no strokes to draw.
+    grey[y:y + side, x:x + side] -= ink * np.asarray(Image.fromarray(pen(digit)).resize(
+        (side, side), Image.Resampling.BILINEAR), np.float64) / 255
+  ys, xs = np.mgrid[0:h, 0:w]
+  angle = rng.uniform(0, 2 * np.pi)
+  ramp = np.cos(angle) * xs / w + np.sin(angle) * ys / h
+  light = 1 - rng.uniform(0.25, 0.55) * (ramp - ramp.min()) / np.ptp(ramp)
+  return np.clip(grey * light + rng.normal(0, 4, (h, w)), 0, 255).astype(np.uint8)
 
 
 def font_digit(rng, label: int, fonts):
@@ -251,6 +273,8 @@ def main(_):
                                for i in range(len(crops))], refusal),
       'pen': lambda: ([pasted(rng, pen(c)) for c in crops], truth),
       'pen_squared': lambda: ([pasted(rng, pen(c), lines='squared') for c in crops], truth),
+      'pen_shadow': lambda: ([in_a_shadow(rng, c) for c in crops], truth),
+      'blank_shadow': lambda: ([in_a_shadow(rng, blank) for _ in crops], refusal),
   }
   results = {}
   unknown = set(FLAGS.sets or ()) - set(sets)
