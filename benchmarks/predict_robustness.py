@@ -106,7 +106,7 @@ def in_a_shadow(rng, digit: np.ndarray) -> np.ndarray:
   side = int(rng.integers(300, 600))
   grey = np.full((h, w), rng.uniform(200, 245))
   y, x, ink = rng.integers(0, h - side), rng.integers(0, w - side), rng.uniform(60, 150)
-  if digit.any():  # pen() has no middle of no strokes to draw.
+  if digit.any():  # pen() needs strokes to find the middle of.
     grey[y:y + side, x:x + side] -= ink * np.asarray(Image.fromarray(pen(digit)).resize(
         (side, side), Image.Resampling.BILINEAR), np.float64) / 255
   ys, xs = np.mgrid[0:h, 0:w]
