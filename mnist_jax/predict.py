@@ -248,38 +248,41 @@ def _border(grey: np.ndarray) -> np.ndarray:
   return np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
 
 
-def ink_map(grey: np.ndarray, cut_out: bool) -> np.ndarray:
-  """Ink as light on dark, >= 0: polarity fixed, background (and uneven lighting) removed."""
-  ink, background = _lighting(grey, cut_out)
-  return np.clip(ink - background, 0, None)
+def _cut_out_ink(grey: np.ndarray) -> np.ndarray:
+  """A cut-out digit's (a tight crop, a small scan) ink as light on dark, >= 0.
+
+  No room for shadows, and the ink may cover half the picture. The background is
+  what the border mostly shows, even where the digit touches the frame.
+  """
+  background = np.median(_border(grey))
+  if grey.mean() < background:  # Dark ink on light paper.
+    grey, background = 1 - grey, 1 - background
+  return np.clip(grey - background, 0, None)
 
 
-def _lighting(grey: np.ndarray, cut_out: bool, slope: bool = False
-              ) -> tuple[np.ndarray, np.ndarray]:
-  """(the picture as light ink on dark, the paper's level under it): ink_map's parts."""
-  h, w = grey.shape
-  if cut_out:
-    # A cut-out digit (a tight crop, a small scan): no room for shadows, and the
-    # ink may cover half the picture. The background is what the border mostly
-    # shows, even where the digit touches the frame.
-    background = np.median(_border(grey))
-    if grey.mean() < background:  # Dark ink on light paper.
-      grey, background = 1 - grey, 1 - background
-    return grey, np.full_like(grey, background)
+def _photo_paper(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """A photo as light ink on dark, and its paper's level per tile of an 8x8 grid (a
+  low percentile, since ink is bright and rare); _paper_level reads it per pixel."""
   # The ink is the minority, and a minority's side is the skew's: a pen's thin
   # strokes, too few pixels to move the extreme percentiles, still tip it.
   # About the lighting's plane, so that a shadow's slope does not.
   if np.mean(_off_plane(grey) ** 3) < 0:  # Dark ink on light paper.
     grey = 1 - grey
-  # Shadows and uneven light: the paper's level per tile of an 8x8 grid (a low
-  # percentile, since ink is bright and rare), then the darkest of each tile's
-  # neighbours, so that a tile full of ink cannot lift it, interpolated smoothly.
+  h, w = grey.shape
   n = 8
-  tiles = np.array([[np.percentile(grey[h * i // n:h * (i + 1) // n, w * j // n:w * (j + 1) // n], 10)
-                     for j in range(n)] for i in range(n)])
+  tiles = [[np.percentile(grey[h * i // n:h * (i + 1) // n, w * j // n:w * (j + 1) // n], 10)
+            for j in range(n)] for i in range(n)]
+  return grey, np.array(tiles)
+
+
+def _paper_level(tiles: np.ndarray, shape: tuple[int, int], slope: bool = False) -> np.ndarray:
+  """The paper's level under each pixel, from _photo_paper's tiles (shadows, uneven
+  light): the darkest of each tile's neighbours, so that a tile full of ink cannot
+  lift it, interpolated smoothly; with `slope`, following a shadow's slope."""
+  (h, w), n = shape, len(tiles)
   if not slope:
     tiles = ndimage.minimum_filter(tiles, size=3, mode='nearest')
-    return grey, np.asarray(Image.fromarray(tiles.astype(np.float32), 'F').resize(
+    return np.asarray(Image.fromarray(tiles.astype(np.float32), 'F').resize(
         (w, h), Image.Resampling.BILINEAR))
   # On a shadow's slope the darkest neighbour lies a tile's step under the paper.
   # The lightest of those darkest ones (a grey opening) gives a straight slope back
@@ -288,7 +291,7 @@ def _lighting(grey: np.ndarray, cut_out: bool, slope: bool = False
   # read between the tiles' centres out to the edges.
   tiles = ndimage.grey_opening(np.pad(tiles, 2, mode='reflect', reflect_type='odd'), size=3)
   rows, columns = ((np.arange(size) + 0.5) * n / size + 1.5 for size in (h, w))
-  return grey, ndimage.map_coordinates(tiles, np.meshgrid(rows, columns, indexing='ij'), order=1)
+  return ndimage.map_coordinates(tiles, np.meshgrid(rows, columns, indexing='ij'), order=1)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -546,7 +549,7 @@ def _strokes(ink: np.ndarray, photo: bool, spread: float | None = None):
     paper = ink[~ndimage.binary_dilation(strokes, iterations=3)]
     blotches = np.median(np.abs(paper - np.median(paper))) / 0.6745 if paper.size else 0
     # Strong ink over half the picture is no digit either: ink is the minority
-    # (ink_map), so that is paper whose shadow the lighting estimate left behind.
+    # (_photo_paper), so that is paper whose shadow the lighting estimate left behind.
     if strokes.mean() > 0.5:
       raise _ShadowLeft('blank image: no clear ink found')
     low = ink[ink < threshold / 2]  # Empty where the estimate lies under all the paper.
@@ -593,7 +596,7 @@ def _sheet(grey: np.ndarray) -> np.ndarray | None:
   """Where a photo (at WORK_SIZE, smoothed) shows a sheet on a table all around it:
   the sheet's pixels (its convex hull), else None.
 
-  Ink is the minority of a photo (ink_map), which a sheet on a table that shows
+  Ink is the minority of a photo (_photo_paper), which a sheet on a table that shows
   all around it can turn upside down: its paper would be read as ink, and a wide
   table passes for strokes. The sheet is the biggest piece of the class of grey
   (Otsu's) that the frame mostly is not, its holes (the digits) filled.
@@ -665,7 +668,7 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
   shrunk = _shrink(grey, WORK_SIZE)
   check_not_blank(grey if grey.size <= WORK_SIZE ** 2 else shrunk)  # A strip keeps its rows.
   if min(shrunk.shape) < PHOTO_SIDE:
-    return ink_map(shrunk, cut_out=True), False, None, window
+    return _cut_out_ink(shrunk), False, None, window
   # Dithering (palette images) and JPEG speckle are not ink.
   smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
   sheet = _sheet(smooth)
@@ -681,17 +684,18 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
     nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
     shrunk = shrunk[tuple(nearest)]
     if min(shrunk.shape) < PHOTO_SIDE:
-      return ink_map(shrunk, cut_out=True), False, None, window
+      return _cut_out_ink(shrunk), False, None, window
     smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
   # A photo's checks first: paper whose texture or shadow reaches across is refused.
+  light, tiles = _photo_paper(smooth)
   try:
-    ink = _without_edges(_without_rulings(ink_map(smooth, cut_out=False)))
+    ink = np.clip(light - _paper_level(tiles, light.shape), 0, None)
+    ink = _without_edges(_without_rulings(ink))
     strokes = _strokes(ink, photo=True)
   except _ShadowLeft:  # Again with the lighting's slope followed (faint ink in a
     # deep shadow drowns in a tile's step), where grain can pass the checks for
     # strokes: they must stand out of the paper's spread about the new estimate.
-    light, background = _lighting(smooth, cut_out=False, slope=True)
-    residual = light - background
+    residual = light - _paper_level(tiles, light.shape, slope=True)
     ink = _without_edges(_without_rulings(np.clip(residual, 0, None)))
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     strokes = _strokes(ink, photo=True, spread=spread)
@@ -709,7 +713,7 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
     return ink, True, strokes, window
   # Ink from edge to edge: a tight crop, no paper around the digit, which may cover
   # most of it (a bold 0), turning a photo's premise (ink is the minority) upside down.
-  return ink_map(shrunk, cut_out=True), False, None, window
+  return _cut_out_ink(shrunk), False, None, window
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
