@@ -688,13 +688,18 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
     smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
   # A photo's checks first: paper whose texture or shadow reaches across is refused.
   light, tiles = _photo_paper(smooth)
+  ink = lit = _without_rulings(np.clip(light - _paper_level(tiles, light.shape), 0, None))
   try:
-    ink = np.clip(light - _paper_level(tiles, light.shape), 0, None)
-    ink = _without_edges(_without_rulings(ink))
+    ink = _without_edges(lit)  # Less a table in the frame, if one shows.
     strokes = _strokes(ink, photo=True)
   except _ShadowLeft:  # Again with the lighting's slope followed (faint ink in a
     # deep shadow drowns in a tile's step), where grain can pass the checks for
     # strokes: they must stand out of the paper's spread about the new estimate.
+    # Only for paper that fills the picture: a table in the frame, or the corners of
+    # a sheet cut out of one (painted over), are steps, not a slope, and the new
+    # estimate leaves slivers of them along the sheet's edge.
+    if sheet is not None or (ink < lit).any():
+      raise
     residual = light - _paper_level(tiles, light.shape, slope=True)
     ink = _without_edges(_without_rulings(np.clip(residual, 0, None)))
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))

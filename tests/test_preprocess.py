@@ -99,18 +99,24 @@ def test_a_fine_pens_digit_in_a_shadows_slope_is_not_inverted(shade):
   assert np.abs(frame.astype(int) - predict.preprocess(photo(0))).mean() < 6
 
 
+def _in_lamplight(image, angle, depth, grain=4):
+  """`image` (mode L) with the light falling off by `depth` (a fraction) towards
+  `angle` degrees (0: left to right), as a lamp beside the page leaves it, dimming
+  ink and paper alike, and grain of `grain` grey levels."""
+  ys, xs = np.mgrid[0:image.height, 0:image.width]
+  ramp = np.cos(np.radians(angle)) * xs / image.width + np.sin(np.radians(angle)) * ys / image.height
+  light = 1 - depth * (ramp - ramp.min()) / np.ptp(ramp)
+  grey = np.asarray(image, float) * light + np.random.default_rng(0).normal(0, grain, light.shape)
+  return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+
+
 def _faint_pen_in_a_shadow(angle, depth, digit=True):
   """A 7 in a fine pen (4 pixels wide, 90 grey levels under the paper) on a
-  1200x1000 photo, the light falling off by `depth` of 235 towards `angle` degrees
-  (0: left to right), with grain: the shadow dims ink and paper alike."""
+  1200x1000 photo, the light falling off by `depth` of 235 towards `angle` degrees."""
   image = Image.new('L', (1200, 1000), 235)
   if digit:
     ImageDraw.Draw(image).line([(480, 300), (720, 300), (560, 700)], fill=145, width=4)
-  ys, xs = np.mgrid[0:1000, 0:1200]
-  ramp = np.cos(np.radians(angle)) * xs / 1200 + np.sin(np.radians(angle)) * ys / 1000
-  light = 1 - depth / 235 * (ramp - ramp.min()) / np.ptp(ramp)
-  grey = np.asarray(image, float) * light + np.random.default_rng(0).normal(0, 4, light.shape)
-  return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+  return _in_lamplight(image, angle, depth / 235)
 
 
 @pytest.mark.parametrize('angle,depth', [(0, 100), (90, 120), (45, 110), (200, 90)])
@@ -584,6 +590,39 @@ def test_a_table_showing_along_the_edges_of_a_photo_is_not_ink(margins, angle):
     assert abs((y0 + y1) / 2 - (top + 150)) < 30 and y1 - y0 < 220
   with pytest.raises(predict.ImageProblem, match='blank image'):
     predict.preprocess_digits(on_table(strokes(size=(400, 300)), margins, angle)[0])
+
+
+def test_a_blank_sheet_on_a_table_in_a_deep_shadow_is_refused():
+  """Most of the picture a blank sheet, the table along one or two sides, all in a
+  lamp's deep shadow: the lighting estimate's second try (_ink), which follows a
+  slope, lifted the table into the paper's level but for a sliver along the
+  sheet's edge, read as a 1 or a 7."""
+  read = []
+  for margins, table, angle in itertools.product(((0, 60, 0, 0), (10, 40, 0, 30)), (40, 110),
+                                                 range(0, 360, 45)):
+    photo = _in_lamplight(on_table(Image.new('L', (400, 300), 225), margins, 0, table)[0],
+                          angle, 0.5)
+    try:
+      predict.preprocess_digits(photo)
+      read.append((margins, table, angle))
+    except predict.ImageProblem as e:
+      assert str(e).startswith('blank image'), e
+  assert not read, read
+
+
+@pytest.mark.parametrize('angle,depth,speck,turn,grain', [
+    (0, 0.45, (150, 12), 4, 3), (180, 0.3, (150, 12), -2.6, 3), (180, 0.45, (14, 233), -2.6, 6),
+    (300, 0.3, (150, 12), -2.6, 3)])
+def test_a_blank_small_sheet_in_a_deep_shadow_is_refused(angle, depth, speck, turn, grain):
+  """A note on a desk in a lamp's deep shadow, a speck of dust by its edge: cut out
+  of the table (_sheet), its corners painted over with the paper nearest, where
+  the second lighting estimate (_ink) followed the slope into the painting's
+  streaks, read as a 1."""
+  sheet = Image.new('L', (349, 616), 217)
+  sheet.paste(33, speck + (speck[0] + 3, speck[1] + 3))
+  photo = on_table(_in_lamplight(sheet, angle, depth, grain), (274, 95, 90, 148), turn, 20)[0]
+  with pytest.raises(predict.ImageProblem, match='blank image'):
+    predict.preprocess_digits(photo)
 
 
 def reads_the_sheet_alone(photograph, board=False):
