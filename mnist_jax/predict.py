@@ -673,8 +673,10 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
   smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
   sheet = _sheet(smooth)
   if sheet is not None:  # The sheet's box alone, read at WORK_SIZE again, the table
-    # showing at its corners (where the sheet is turned) painted over with the paper
-    # nearest: no edges, the paper's grain and lighting kept.
+    # showing at its corners (where the sheet is turned) painted over with the
+    # paper's level nearest (smoothed) and grain drawn from anywhere on the sheet: no
+    # edges, the paper's grain and lighting kept. (Copying the nearest pixels drew
+    # grain and dust by the edge out into streaks and dashes, read as strokes.)
     box = ndimage.find_objects(sheet.astype(int))[0]
     scale = grey.shape[0] / shrunk.shape[0], grey.shape[1] / shrunk.shape[1]
     window = tuple(slice(int(part.start * k), int(np.ceil(part.stop * k)))
@@ -682,7 +684,11 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
     shrunk = _shrink(grey[window], WORK_SIZE)
     inside = _resize(ndimage.binary_erosion(sheet, iterations=3)[box], shrunk.shape) > 0.5
     nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
-    shrunk = shrunk[tuple(nearest)]
+    level = ndimage.gaussian_filter(np.where(inside, shrunk, 0), 3) / np.maximum(
+        ndimage.gaussian_filter(inside.astype(float), 3), 1e-9)
+    grain = np.random.default_rng(0).choice((shrunk - level)[inside], np.count_nonzero(~inside))
+    shrunk = np.where(inside, shrunk, level[tuple(nearest)])
+    shrunk[~inside] += grain
     if min(shrunk.shape) < PHOTO_SIDE:
       return _cut_out_ink(shrunk), False, None, window
     smooth = ndimage.gaussian_filter(shrunk, 1.0, mode='nearest')
