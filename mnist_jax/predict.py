@@ -701,9 +701,9 @@ def _ink(grey: np.ndarray) -> tuple[np.ndarray, bool, tuple | None, tuple[slice,
   except _ShadowLeft:  # Again with the lighting's slope followed (faint ink in a
     # deep shadow drowns in a tile's step), where grain can pass the checks for
     # strokes: they must stand out of the paper's spread about the new estimate.
-    # Only for paper that fills the picture: a table in the frame, or the corners of
-    # a sheet cut out of one (painted over), are steps, not a slope, and the new
-    # estimate leaves slivers of them along the sheet's edge.
+    # Only for paper that fills the picture: the edge of a table, in the frame or
+    # around a sheet cut out of it, is a step, not a slope, and the new estimate
+    # leaves a sliver of it along the sheet's edge.
     if sheet is not None or (ink < lit).any():
       raise
     residual = light - _paper_level(tiles, light.shape, slope=True)

@@ -104,7 +104,8 @@ def _in_lamplight(image, angle, depth, grain=4):
   `angle` degrees (0: left to right), as a lamp beside the page leaves it, dimming
   ink and paper alike, and grain of `grain` grey levels."""
   ys, xs = np.mgrid[0:image.height, 0:image.width]
-  ramp = np.cos(np.radians(angle)) * xs / image.width + np.sin(np.radians(angle)) * ys / image.height
+  ramp = (np.cos(np.radians(angle)) * xs / image.width
+          + np.sin(np.radians(angle)) * ys / image.height)
   light = 1 - depth * (ramp - ramp.min()) / np.ptp(ramp)
   grey = np.asarray(image, float) * light + np.random.default_rng(0).normal(0, grain, light.shape)
   return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
@@ -614,10 +615,11 @@ def test_a_blank_sheet_on_a_table_in_a_deep_shadow_is_refused():
     (0, 0.45, (150, 12), 4, 3), (180, 0.3, (150, 12), -2.6, 3), (180, 0.45, (14, 233), -2.6, 6),
     (300, 0.3, (150, 12), -2.6, 3)])
 def test_a_blank_small_sheet_in_a_deep_shadow_is_refused(angle, depth, speck, turn, grain):
-  """A note on a desk in a lamp's deep shadow, a speck of dust by its edge: cut out
-  of the table (_sheet), its corners painted over with the paper nearest, where
-  the second lighting estimate (_ink) followed the slope into the painting's
-  streaks, read as a 1."""
+  """A note on a desk in a lamp's deep shadow, a speck of dust by its edge, cut out
+  of the table (_sheet): the second lighting estimate (_ink), which follows a slope,
+  followed it into the streaks that painting the sheet's corners with copies of the
+  nearest paper left, read as a 1. Either of two changes refuses these alone: that
+  estimate is not tried on a cut-out sheet, and the painting leaves no streaks."""
   sheet = Image.new('L', (349, 616), 217)
   sheet.paste(33, speck + (speck[0] + 3, speck[1] + 3))
   photo = on_table(_in_lamplight(sheet, angle, depth, grain), (274, 95, 90, 148), turn, 20)[0]
