@@ -611,6 +611,15 @@ def test_a_blank_sheet_on_a_table_in_a_deep_shadow_is_refused():
   assert not read, read
 
 
+def _dusty_note_on_a_desk(angle, depth, speck, turn, grain):
+  """A blank 349x616 note (grey 217) with a 3-pixel speck of dust at `speck` (x, y),
+  in lamplight (_in_lamplight), on a dark desk that shows all around it, turned by
+  `turn` degrees (a small sheet, which _ink cuts out of the table)."""
+  sheet = Image.new('L', (349, 616), 217)
+  sheet.paste(33, speck + (speck[0] + 3, speck[1] + 3))
+  return on_table(_in_lamplight(sheet, angle, depth, grain), (274, 95, 90, 148), turn, 20)[0]
+
+
 @pytest.mark.parametrize('angle,depth,speck,turn,grain', [
     (0, 0.45, (150, 12), 4, 3), (180, 0.3, (150, 12), -2.6, 3), (180, 0.45, (14, 233), -2.6, 6),
     (300, 0.3, (150, 12), -2.6, 3)])
@@ -620,11 +629,8 @@ def test_a_blank_small_sheet_in_a_deep_shadow_is_refused(angle, depth, speck, tu
   followed it into the streaks that painting the sheet's corners with copies of the
   nearest paper left, read as a 1. Either of two changes refuses these alone: that
   estimate is not tried on a cut-out sheet, and the painting leaves no streaks."""
-  sheet = Image.new('L', (349, 616), 217)
-  sheet.paste(33, speck + (speck[0] + 3, speck[1] + 3))
-  photo = on_table(_in_lamplight(sheet, angle, depth, grain), (274, 95, 90, 148), turn, 20)[0]
   with pytest.raises(predict.ImageProblem, match='blank image'):
-    predict.preprocess_digits(photo)
+    predict.preprocess_digits(_dusty_note_on_a_desk(angle, depth, speck, turn, grain))
 
 
 def test_dust_by_a_small_sheets_edge_is_not_drawn_out_into_a_stroke():
@@ -634,11 +640,8 @@ def test_dust_by_a_small_sheets_edge_is_not_drawn_out_into_a_stroke():
   as a 1 (16 of these 48)."""
   read = []
   for angle, turn, grain in itertools.product(range(0, 360, 30), (4, -2.6), (3, 6)):
-    sheet = Image.new('L', (349, 616), 217)
-    sheet.paste(33, (150, 12, 153, 15))
-    photo = on_table(_in_lamplight(sheet, angle, 0.3, grain), (274, 95, 90, 148), turn, 20)[0]
     try:
-      predict.preprocess_digits(photo)
+      predict.preprocess_digits(_dusty_note_on_a_desk(angle, 0.3, (150, 12), turn, grain))
       read.append((angle, turn, grain))
     except predict.ImageProblem as e:
       assert re.match('blank image|too small to be a digit', str(e)), e
